@@ -1,0 +1,38 @@
+# iotdr developer entry points. Every target installs what it needs first.
+VENV := .venv
+PY := $(VENV)/bin/python
+SRC := agent testbed cli tests bench
+
+.PHONY: setup demo test lint typecheck unit integration bench clean
+
+setup:
+	./scripts/install-deps
+
+demo: setup
+	$(VENV)/bin/iotdr demo
+
+lint: setup
+	$(VENV)/bin/ruff check $(SRC)
+	$(VENV)/bin/ruff format --check $(SRC)
+
+# mypy cannot follow setuptools' editable finder, so it reads a folder view of
+# the iotdr namespace made of links to the real folders.
+typecheck: setup
+	mkdir -p build/typecheck/iotdr
+	for p in agent testbed cli; do ln -sfn $(CURDIR)/$$p build/typecheck/iotdr/$$p; done
+	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p iotdr.agent -p iotdr.testbed -p iotdr.cli -p tests
+
+unit: setup
+	$(PY) -m pytest -m "not testbed" -q
+
+integration: setup
+	$(PY) -m pytest -m testbed -q
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/failover.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

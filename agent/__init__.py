@@ -1,0 +1,1 @@
+"""iotdr failover agent: pure decision core, adapters, daemon."""

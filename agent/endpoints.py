@@ -1,0 +1,99 @@
+"""Endpoints and what DNS says about them (pure).
+
+Conventions follow the AWS "Disaster Recovery for AWS IoT" solution so its
+users can drop the agent in unchanged: a CNAME that Route 53 points at the
+healthy region's endpoint, and a TXT record at the underscore name holding
+`{"primary": "us-east-1", "secondary": "us-west-2"}`. The region is the third
+label of an AWS IoT endpoint (`xxxx-ats.iot.us-east-1.amazonaws.com`).
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import json
+from dataclasses import dataclass
+
+
+class Role(enum.Enum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    host: str
+    port: int = 8883
+
+    def __post_init__(self) -> None:
+        if not self.host or not 0 < self.port < 65536:
+            raise ValueError(f"bad endpoint {self.host!r}:{self.port}")
+
+    @property
+    def region(self) -> str | None:
+        return region_of(self.host)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegionRoles:
+    """The TXT record's statement of which region plays which role."""
+
+    primary: str
+    secondary: str
+
+    def role_of(self, region: str | None) -> Role:
+        if region == self.primary:
+            return Role.PRIMARY
+        if region == self.secondary:
+            return Role.SECONDARY
+        return Role.UNKNOWN
+
+
+class TxtError(ValueError):
+    """The TXT record does not hold the expected JSON object."""
+
+
+def region_of(host: str) -> str | None:
+    """The third label of an IoT endpoint host name, or None if it has fewer."""
+    labels = host.rstrip(".").split(".")
+    return labels[2] if len(labels) >= 4 and labels[1] == "iot" else None
+
+
+def normalise_host(host: str) -> str:
+    return host.rstrip(".").lower()
+
+
+def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
+    """True if the host matches one of the shell-style patterns (case-insensitive)."""
+    name = normalise_host(host)
+    return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in allowlist)
+
+
+def parse_region_roles(text: str) -> RegionRoles:
+    """Parse the TXT record text; raise TxtError if it is not the expected JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TxtError(f"not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise TxtError("not a JSON object")
+    primary, secondary = data.get("primary"), data.get("secondary")
+    if not isinstance(primary, str) or not isinstance(secondary, str) or not primary:
+        raise TxtError('needs string fields "primary" and "secondary"')
+    if primary == secondary:
+        raise TxtError("primary and secondary name the same region")
+    return RegionRoles(primary=primary, secondary=secondary)
+
+
+def with_region(endpoint: Endpoint, region: str) -> Endpoint:
+    """The same account endpoint in another region (AWS IoT endpoints differ
+    only in the region label)."""
+    labels = endpoint.host.rstrip(".").split(".")
+    if region_of(endpoint.host) is None:
+        raise ValueError(f"{endpoint.host} is not an IoT endpoint host name")
+    labels[2] = region
+    return Endpoint(host=".".join(labels), port=endpoint.port)

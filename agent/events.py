@@ -1,0 +1,106 @@
+"""Events: what happened, fed into the decision core.
+
+Every event carries `now`, the caller's monotonic clock in seconds: the core
+never reads a clock. Results of commands carry the id of the command they
+answer (`attempt`, `probe_id`) so a late answer about an abandoned
+connection is recognised and ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from iotdr.agent.endpoints import Endpoint
+from iotdr.agent.failures import FailureKind
+from iotdr.agent.settings import Settings
+
+
+class TimerName(enum.Enum):
+    RECONNECT = "reconnect"
+    DNS = "dns"
+    PROBE = "probe"
+    HEARTBEAT = "heartbeat"
+
+
+class DnsFailure(enum.Enum):
+    TIMEOUT = "timeout"
+    SERVFAIL = "servfail"
+    NXDOMAIN = "nxdomain"
+    NO_ANSWER = "no-answer"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRequested(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectSucceeded(Event):
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectFailed(Event):
+    attempt: int
+    failure: FailureKind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLost(Event):
+    attempt: int
+    failure: FailureKind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatFailed(Event):
+    """A heartbeat PUBLISH was not acknowledged; a timeout means the path is dead."""
+
+    attempt: int
+    failure: FailureKind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsAnswered(Event):
+    target: str  # the CNAME target host name
+    ttl: float
+    txt: str | None  # the TXT record's text, None if it had none
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsFailed(Event):
+    failure: DnsFailure
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeCompleted(Event):
+    probe_id: int
+    endpoint: Endpoint
+    healthy: bool
+    failure: FailureKind | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired(Event):
+    timer: TimerName
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChanged(Event):
+    settings: Settings

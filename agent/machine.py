@@ -1,0 +1,687 @@
+"""The agent's decision core: a sans-I/O state machine.
+
+Theory of operation
+-------------------
+`Machine.handle(event)` takes one event (something that happened, stamped
+with the caller's monotonic time) and returns the commands the adapters must
+carry out. It owns no socket, clock or random source: time arrives in
+events, randomness comes from the injected `rng`. The daemon, every
+simulated device and the virtual-time simulator run this same code.
+
+The connection goes through the states below; `TRANSITIONS` is the whole
+table of what each state does with each event (anything else is ignored:
+a late answer about an abandoned attempt, say). Three watchers run beside
+it whatever the state: DNS (re-resolve by TTL, follow a moved CNAME), the
+failback prober (while connected anywhere but the preferred endpoint), and
+the heartbeat.
+
+  IDLE --Started--> RESOLVING (DNS configured) or CONNECTING
+  RESOLVING --DnsAnswered/DnsFailed--> CONNECTING
+  CONNECTING --ConnectSucceeded--> CONNECTED
+  CONNECTING --ConnectFailed--> CONNECTING (next endpoint of the round)
+                              | WAITING (JITR retry, backoff, CONNECT spacing)
+  CONNECTED --ConnectionLost/HeartbeatFailed--> CONNECTING | WAITING
+  WAITING --TimerFired(reconnect)--> CONNECTING
+  any --StopRequested--> STOPPED
+
+A *round* tries each known endpoint once, in an order that depends on why
+the round started; when all have failed, the next round waits a jittered,
+capped backoff. Rules that hold in every state:
+- at most one connection attempt or connection at a time (break before make);
+- never two MQTT CONNECTs of one client id within `min_connect_interval_s`
+  (AWS IoT: 1 CONNECT/s per client id); an attempt that failed before a
+  CONNECT could be sent (refused, TCP timeout, TLS) does not count;
+- a DNS failure or refused answer never touches the connection;
+- failback needs the preferred endpoint healthy for a whole stability
+  window of dense, jittered probes; a failback that does not last doubles
+  the window, so a flapping primary cannot make the agent flap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from iotdr.agent.backoff import Rng, backoff_delay
+from iotdr.agent.commands import (
+    ArmTimer,
+    CancelTimer,
+    Command,
+    Connect,
+    Disconnect,
+    Level,
+    Probe,
+    PublishHeartbeat,
+    Report,
+    Resolve,
+    Why,
+)
+from iotdr.agent.endpoints import (
+    Endpoint,
+    RegionRoles,
+    Role,
+    TxtError,
+    host_allowed,
+    parse_region_roles,
+)
+from iotdr.agent.events import (
+    ConfigChanged,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectSucceeded,
+    DnsAnswered,
+    DnsFailed,
+    Event,
+    HeartbeatFailed,
+    ProbeCompleted,
+    Started,
+    StopRequested,
+    TimerFired,
+    TimerName,
+)
+from iotdr.agent.failures import FailureKind
+from iotdr.agent.settings import Settings
+from iotdr.agent.topology import Topology
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    RESOLVING = "resolving"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING = "waiting"
+    STOPPED = "stopped"
+
+
+class MachineError(RuntimeError):
+    """The caller broke the core's contract (e.g. an event before Started)."""
+
+
+# Loss kinds after which the endpoint just lost is tried last, not first:
+# its path is dead (timeouts) or retrying soon cannot help (TLS, auth).
+_SKIP_CURRENT_FIRST = frozenset({FailureKind.TIMEOUT, FailureKind.TLS, FailureKind.AUTH})
+
+Handler = Callable[["Machine", Event], None]
+
+# The connection state table: (state, event type) -> handler name.
+TRANSITIONS: dict[tuple[State, type[Event]], str] = {
+    (State.IDLE, Started): "_start",
+    (State.RESOLVING, DnsAnswered): "_first_dns_answer",
+    (State.RESOLVING, DnsFailed): "_first_dns_failure",
+    (State.CONNECTING, ConnectSucceeded): "_connected",
+    (State.CONNECTING, ConnectFailed): "_connect_failed",
+    (State.CONNECTED, ConnectionLost): "_lost",
+    (State.CONNECTED, HeartbeatFailed): "_heartbeat_failed",
+    (State.WAITING, TimerFired): "_reconnect_timer",
+}
+
+# Watchers that run whatever the state (except IDLE and STOPPED).
+ANY_STATE: dict[type[Event], str] = {
+    DnsAnswered: "_dns_answer",
+    DnsFailed: "_dns_failure",
+    TimerFired: "_timer",
+    ProbeCompleted: "_probe_completed",
+    ConfigChanged: "_config_changed",
+    StopRequested: "_stop",
+}
+
+
+@dataclass(slots=True)
+class DnsView:
+    """What the agent last learnt from DNS, for status and decisions."""
+
+    target: str | None = None
+    ttl: float | None = None
+    txt: str | None = None
+    answered_at: float | None = None
+    rejected: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Status as the core sees it (monotonic times; the daemon converts)."""
+
+    state: State
+    endpoint: Endpoint | None
+    role: Role
+    preferred: Endpoint | None
+    since: float | None
+    failovers: int
+    failbacks: int
+    last_failover_s: float | None
+    stability_window_s: float
+    dns: DnsView
+    last_error: str | None
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
+
+
+@dataclass(slots=True)
+class _Prober:
+    """Failback probing state."""
+
+    active: bool = False
+    pending_id: int | None = None
+    healthy_since: float | None = None
+    window_s: float = 0.0
+    last_failback_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Attempt:
+    id: int
+    endpoint: Endpoint
+    why: Why
+
+
+@dataclass(slots=True)
+class _Counters:
+    failovers: int = 0
+    failbacks: int = 0
+    last_failover_s: float | None = None
+
+
+@dataclass(slots=True)
+class _Round:
+    """Endpoints still to try before backing off, and what is scheduled next."""
+
+    remaining: list[Endpoint] = field(default_factory=list)
+    failed_rounds: int = 0
+    scheduled: _Attempt | None = None  # next attempt once the RECONNECT timer fires
+    jitr_tries: dict[Endpoint, int] = field(default_factory=dict)
+
+
+class Machine:
+    def __init__(self, settings: Settings, rng: Rng) -> None:
+        self.settings = settings
+        self._rng = rng
+        self._topology = Topology.from_settings(settings)
+        self.state = State.IDLE
+        self._out: list[Command] = []
+        self._next_id = 0
+        self._attempt: _Attempt | None = None  # in flight or established
+        self._last_connected: Endpoint | None = None
+        self._since: float | None = None
+        # Upper bound on when the last MQTT CONNECT may have been sent.
+        self._connect_sent_by: float | None = None
+        self._interrupted_at: float | None = None
+        self._round = _Round()
+        self._prober = _Prober(window_s=settings.failback.stability_window_s)
+        self._dns = DnsView()
+        self._counters = _Counters()
+        self._heartbeat_seq = 0
+        self._last_error: str | None = None
+
+    # ----------------------------------------------------------------- API
+
+    def handle(self, event: Event) -> list[Command]:
+        """Feed one event; return the commands to carry out, in order."""
+        if self.state is State.STOPPED:
+            return []
+        if self.state is State.IDLE and not isinstance(event, Started):
+            raise MachineError(f"{type(event).__name__} before Started")
+        name = TRANSITIONS.get((self.state, type(event)))
+        if name is None and self.state is not State.IDLE:
+            name = ANY_STATE.get(type(event))
+        if name is not None:
+            getattr(self, name)(event)
+        out, self._out = self._out, []
+        return out
+
+    def snapshot(self) -> Snapshot:
+        active = self.state in (State.CONNECTING, State.CONNECTED)
+        endpoint = self._attempt.endpoint if self._attempt and active else None
+        return Snapshot(
+            state=self.state,
+            endpoint=endpoint,
+            role=self._topology.role_of(endpoint) if endpoint else Role.UNKNOWN,
+            preferred=self._topology.preferred,
+            since=self._since,
+            failovers=self._counters.failovers,
+            failbacks=self._counters.failbacks,
+            last_failover_s=self._counters.last_failover_s,
+            stability_window_s=self._prober.window_s,
+            dns=replace(self._dns),
+            last_error=self._last_error,
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _emit(self, *commands: Command) -> None:
+        self._out.extend(commands)
+
+    def _report(self, level: Level, message: str) -> None:
+        self._emit(Report(level=level, message=message))
+
+    def _set_state(self, state: State, now: float) -> None:
+        if state is not self.state:
+            self.state = state
+            self._since = now
+
+    def _describe(self, endpoint: Endpoint) -> str:
+        region = endpoint.region or "?"
+        return f"{endpoint} (region {region}, {self._topology.role_of(endpoint).value})"
+
+    def _spread(self) -> float:
+        return self._rng.uniform(0.0, self.settings.connection.connect_spread_s)
+
+    # --------------------------------------------------------- connecting
+
+    def _start(self, event: Event) -> None:
+        dns = self.settings.dns
+        self._since = event.now
+        if dns.name:
+            self._set_state(State.RESOLVING, event.now)
+            self._emit(Resolve(name=dns.name, txt_name=dns.txt_record))
+        else:
+            self._begin_round(event.now, self._topology.candidates(), Why.START, spread=True)
+
+    def _begin_round(self, now: float, order: list[Endpoint], why: Why, *, spread: bool) -> None:
+        self._round.remaining = list(order)
+        self._round.scheduled = None
+        if spread:
+            first = self._round.remaining.pop(0)
+            self._schedule(now, _Attempt(id=0, endpoint=first, why=why), now + self._spread())
+        else:
+            self._try_next(now, why)
+
+    def _try_next(self, now: float, why: Why) -> None:
+        """Attempt the next endpoint of this round, or back off."""
+        if self._round.remaining:
+            endpoint = self._round.remaining.pop(0)
+            self._connect(now, endpoint, why)
+            return
+        self._round.failed_rounds += 1
+        self._round.jitr_tries.clear()
+        delay = backoff_delay(self.settings.backoff, self._round.failed_rounds, self._rng)
+        candidates = self._topology.candidates()
+        if not candidates:
+            self._set_state(State.WAITING, now)
+            return
+        self._round.remaining = candidates[1:]
+        self._report(
+            Level.WARNING,
+            f"no endpoint reachable (round {self._round.failed_rounds}); retrying in {delay:.1f} s",
+        )
+        self._schedule(now, _Attempt(id=0, endpoint=candidates[0], why=Why.RECONNECT), now + delay)
+
+    def _schedule(self, now: float, attempt: _Attempt, at: float) -> None:
+        self._set_state(State.WAITING, now)
+        self._round.scheduled = attempt
+        self._emit(ArmTimer(timer=TimerName.RECONNECT, at=at))
+
+    def _connect(self, now: float, endpoint: Endpoint, why: Why) -> None:
+        """Connect now, or as soon as AWS IoT's CONNECT rate limit allows."""
+        if self._connect_sent_by is not None:
+            earliest = self._connect_sent_by + self.settings.connection.min_connect_interval_s
+            if earliest > now:
+                self._schedule(now, _Attempt(id=0, endpoint=endpoint, why=why), earliest)
+                return
+        self._next_id += 1
+        self._attempt = _Attempt(id=self._next_id, endpoint=endpoint, why=why)
+        self._round.scheduled = None
+        self._set_state(State.CONNECTING, now)
+        self._emit(Connect(attempt=self._next_id, endpoint=endpoint, why=why))
+
+    def _reconnect_timer(self, event: Event) -> None:
+        assert isinstance(event, TimerFired)
+        if event.timer is not TimerName.RECONNECT:
+            self._timer(event)
+            return
+        scheduled = self._round.scheduled
+        if scheduled is None:
+            self._try_next(event.now, Why.RECONNECT)
+        else:
+            self._connect(event.now, scheduled.endpoint, scheduled.why)
+
+    def _abandon(self, now: float) -> None:
+        """Close the current attempt or connection before making another."""
+        attempt = self._attempt
+        if attempt is None:
+            return
+        if self.state in (State.CONNECTING, State.CONNECTED):
+            self._emit(Disconnect(attempt=attempt.id))
+            # An attempt cut short may have sent CONNECT up to now.
+            if self.state is State.CONNECTING:
+                self._connect_sent_by = now
+            self._interrupted_at = now
+        self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
+        self._stop_prober()
+
+    def _move(self, now: float, endpoint: Endpoint, why: Why) -> None:
+        """Leave the current endpoint for `endpoint`, the others as fallback."""
+        self._abandon(now)
+        others = [e for e in self._topology.candidates() if e != endpoint]
+        self._round.remaining = others
+        self._round.failed_rounds = 0
+        self._round.scheduled = None
+        self._emit(CancelTimer(timer=TimerName.RECONNECT))
+        self._connect(now, endpoint, why)
+
+    def _connected(self, event: Event) -> None:
+        assert isinstance(event, ConnectSucceeded)
+        attempt = self._attempt
+        if attempt is None or event.attempt != attempt.id:
+            return
+        now = event.now
+        self._connect_sent_by = now
+        self._set_state(State.CONNECTED, now)
+        self._round = _Round()
+        self._last_error = None
+        moved = self._last_connected is not None and self._last_connected != attempt.endpoint
+        took = None if self._interrupted_at is None else now - self._interrupted_at
+        if moved:
+            self._counters.failovers += 1
+            self._counters.last_failover_s = took
+        self._last_connected = attempt.endpoint
+        self._interrupted_at = None
+        timing = f" in {took * 1000:.0f} ms" if took is not None else ""
+        self._report(
+            Level.INFO,
+            f"connected to {self._describe(attempt.endpoint)} ({attempt.why.value}){timing}",
+        )
+        if self.settings.heartbeat.topic:
+            self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=now))
+        self._update_prober(now)
+
+    def _connect_failed(self, event: Event) -> None:
+        assert isinstance(event, ConnectFailed)
+        attempt = self._attempt
+        if attempt is None or event.attempt != attempt.id:
+            return
+        now = event.now
+        if not event.failure.proves_no_connect_sent:
+            self._connect_sent_by = now
+        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._note_failed_failback(now)
+        if event.failure is FailureKind.JITR_HANGUP and self._retry_jitr(now, attempt):
+            return
+        self._report(
+            Level.WARNING,
+            f"connect to {self._describe(attempt.endpoint)} failed: "
+            f"{event.failure.value} {event.detail}".rstrip(),
+        )
+        self._try_next(now, Why.FAILOVER)
+
+    def _retry_jitr(self, now: float, attempt: _Attempt) -> bool:
+        """Stay with an endpoint whose JITR is activating our certificate."""
+        delays = self.settings.jitr.retry_delays_s
+        tries = self._round.jitr_tries.get(attempt.endpoint, 0)
+        if tries >= len(delays):
+            return False
+        self._round.jitr_tries[attempt.endpoint] = tries + 1
+        self._report(
+            Level.INFO,
+            f"{self._describe(attempt.endpoint)} hung up after TLS "
+            f"(just-in-time registration); retry {tries + 1} in {delays[tries]:.1f} s",
+        )
+        retry = _Attempt(id=0, endpoint=attempt.endpoint, why=Why.JITR_RETRY)
+        earliest = now + delays[tries]
+        if self._connect_sent_by is not None:
+            earliest = max(
+                earliest, self._connect_sent_by + self.settings.connection.min_connect_interval_s
+            )
+        self._schedule(now, retry, earliest)
+        return True
+
+    def _lost(self, event: Event) -> None:
+        assert isinstance(event, ConnectionLost | HeartbeatFailed)
+        attempt = self._attempt
+        if attempt is None or event.attempt != attempt.id:
+            return
+        now = event.now
+        self._interrupted_at = now
+        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._report(
+            Level.WARNING,
+            f"lost {self._describe(attempt.endpoint)}: "
+            f"{event.failure.value} {event.detail}".rstrip(),
+        )
+        self._note_failed_failback(now)
+        self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
+        self._stop_prober()
+        others = [e for e in self._topology.candidates() if e != attempt.endpoint]
+        if event.failure in _SKIP_CURRENT_FIRST:
+            order = [*others, attempt.endpoint]
+        else:
+            order = [attempt.endpoint, *others]
+        self._begin_round(now, order, Why.FAILOVER, spread=True)
+
+    def _heartbeat_failed(self, event: Event) -> None:
+        assert isinstance(event, HeartbeatFailed)
+        if self._attempt is None or event.attempt != self._attempt.id:
+            return
+        if event.failure is not FailureKind.TIMEOUT:
+            self._report(Level.WARNING, f"heartbeat publish failed: {event.detail}")
+            return
+        # The connection may still look open to the client: close it first.
+        self._emit(Disconnect(attempt=event.attempt))
+        self._lost(event)
+
+    # ---------------------------------------------------------------- DNS
+
+    def _first_dns_answer(self, event: Event) -> None:
+        assert isinstance(event, DnsAnswered)
+        self._dns_answer(event)
+        self._begin_round(event.now, self._topology.candidates(), Why.START, spread=True)
+
+    def _first_dns_failure(self, event: Event) -> None:
+        assert isinstance(event, DnsFailed)
+        self._dns_failure(event)
+        if self._topology.candidates():
+            self._begin_round(event.now, self._topology.candidates(), Why.START, spread=True)
+
+    def _resolve_at(self, at: float) -> None:
+        self._emit(ArmTimer(timer=TimerName.DNS, at=at))
+
+    def _ttl_delay(self, ttl: float) -> float:
+        dns = self.settings.dns
+        return min(max(ttl, dns.min_ttl_s), dns.max_ttl_s)
+
+    def _dns_answer(self, event: Event) -> None:
+        assert isinstance(event, DnsAnswered)
+        now, dns = event.now, self._dns
+        self._resolve_at(now + self._ttl_delay(event.ttl))
+        if not host_allowed(event.target, self.settings.dns.allowlist):
+            dns.rejected += 1
+            self._last_error = f"dns: {event.target} is outside the endpoint allowlist"
+            self._report(
+                Level.ERROR,
+                f"refused DNS answer {event.target}: not in the "
+                f"allowlist {list(self.settings.dns.allowlist)}; staying put",
+            )
+            return
+        roles = self._parse_txt(event.txt)
+        previous = self._topology.preferred
+        dns.target, dns.ttl, dns.txt, dns.answered_at = event.target, event.ttl, event.txt, now
+        self._topology = self._topology.with_dns(event.target, roles)
+        preferred = self._topology.preferred
+        if previous is None or preferred == previous or preferred is None:
+            self._update_prober(now)
+            return
+        self._report(Level.INFO, f"DNS moved {self.settings.dns.name} to {preferred}")
+        current = self._attempt.endpoint if self._attempt else None
+        if self.state in (State.CONNECTED, State.CONNECTING) and current == preferred:
+            self._update_prober(now)
+            return
+        if self.state in (State.CONNECTED, State.CONNECTING, State.WAITING):
+            self._move(now, preferred, Why.DNS_MOVE)
+
+    def _parse_txt(self, txt: str | None) -> RegionRoles | None:
+        if txt is None:
+            return None
+        try:
+            return parse_region_roles(txt)
+        except TxtError as exc:
+            self._last_error = f"dns: TXT {self.settings.dns.txt_record}: {exc}"
+            self._report(Level.WARNING, f"ignoring TXT record: {exc}")
+            return None
+
+    def _dns_failure(self, event: Event) -> None:
+        assert isinstance(event, DnsFailed)
+        self._dns.failures += 1
+        self._last_error = f"dns: {event.failure.value} {event.detail}".rstrip()
+        self._report(
+            Level.WARNING,
+            f"DNS lookup failed ({event.failure.value}); keeping the current endpoint",
+        )
+        self._resolve_at(event.now + self.settings.dns.retry_s)
+
+    # ------------------------------------------------------------- timers
+
+    def _timer(self, event: Event) -> None:
+        assert isinstance(event, TimerFired)
+        if event.timer is TimerName.DNS and self.settings.dns.name:
+            dns = self.settings.dns
+            assert dns.name is not None
+            self._emit(Resolve(name=dns.name, txt_name=dns.txt_record))
+        elif event.timer is TimerName.PROBE:
+            self._probe_now()
+        elif event.timer is TimerName.HEARTBEAT:
+            self._heartbeat(event.now)
+
+    def _heartbeat(self, now: float) -> None:
+        if self.state is not State.CONNECTED or self._attempt is None:
+            return
+        self._heartbeat_seq += 1
+        self._emit(
+            PublishHeartbeat(attempt=self._attempt.id, sequence=self._heartbeat_seq),
+            ArmTimer(timer=TimerName.HEARTBEAT, at=now + self.settings.heartbeat.interval_s),
+        )
+
+    # ----------------------------------------------------------- failback
+
+    def _update_prober(self, now: float) -> None:
+        current = self._attempt.endpoint if self._attempt else None
+        wanted = (
+            self.settings.failback.enabled
+            and self.state is State.CONNECTED
+            and current is not None
+            and self._topology.preferred not in (None, current)
+        )
+        if wanted and not self._prober.active:
+            self._prober.active = True
+            self._prober.healthy_since = None
+            self._emit(
+                ArmTimer(timer=TimerName.PROBE, at=now + self.settings.failback.probe_interval_s)
+            )
+        elif not wanted:
+            self._stop_prober()
+
+    def _stop_prober(self) -> None:
+        if self._prober.active:
+            self._prober.active = False
+            self._prober.pending_id = None
+            self._prober.healthy_since = None
+            self._emit(CancelTimer(timer=TimerName.PROBE))
+
+    def _probe_now(self) -> None:
+        preferred = self._topology.preferred
+        if not self._prober.active or preferred is None:
+            return
+        self._next_id += 1
+        self._prober.pending_id = self._next_id
+        self._emit(
+            Probe(
+                probe_id=self._next_id, endpoint=preferred, depth=self.settings.failback.probe_depth
+            )
+        )
+
+    def _probe_completed(self, event: Event) -> None:
+        assert isinstance(event, ProbeCompleted)
+        prober, failback = self._prober, self.settings.failback
+        if not prober.active or event.probe_id != prober.pending_id:
+            return
+        prober.pending_id = None
+        now = event.now
+        preferred = self._topology.preferred
+        if event.endpoint != preferred or not event.healthy:
+            prober.healthy_since = None
+            self._emit(ArmTimer(timer=TimerName.PROBE, at=now + failback.probe_interval_s))
+            return
+        if prober.healthy_since is None:
+            prober.healthy_since = now
+            self._report(
+                Level.INFO,
+                f"{self._describe(preferred)} answers probes; failing "
+                f"back after {prober.window_s:.0f} s of health",
+            )
+        deadline = prober.healthy_since + prober.window_s
+        if now >= deadline:
+            self._failback(now, preferred)
+            return
+        # Dense, jittered probes inside the window, so a primary that flaps
+        # in step with the probe interval is still caught down.
+        gap = failback.stability_probe_interval_s * self._rng.uniform(0.75, 1.25)
+        self._emit(ArmTimer(timer=TimerName.PROBE, at=min(now + gap, deadline)))
+
+    def _failback(self, now: float, preferred: Endpoint) -> None:
+        self._counters.failbacks += 1
+        self._prober.last_failback_at = now
+        self._report(Level.INFO, f"failing back to {self._describe(preferred)}")
+        self._move(now, preferred, Why.FAILBACK)
+
+    def _note_failed_failback(self, now: float) -> None:
+        """A failback that did not last doubles the stability window; one that
+        lasted a whole window restores it (route-flap dampening)."""
+        prober, failback = self._prober, self.settings.failback
+        if prober.last_failback_at is None:
+            return
+        if now - prober.last_failback_at < prober.window_s:
+            prober.window_s = min(prober.window_s * 2, failback.max_stability_window_s)
+            self._report(
+                Level.WARNING,
+                f"failback did not hold; stability window now {prober.window_s:.0f} s",
+            )
+        else:
+            prober.window_s = failback.stability_window_s
+        prober.last_failback_at = None
+
+    # ------------------------------------------------------ config, stop
+
+    def _config_changed(self, event: Event) -> None:
+        assert isinstance(event, ConfigChanged)
+        old, new = self.settings, event.settings
+        self.settings = new
+        topology = Topology.from_settings(new)
+        if new.dns.name == old.dns.name and self._dns.target is not None:
+            topology = topology.with_dns(self._dns.target, self._topology.roles)
+        else:
+            self._dns = DnsView()
+        self._topology = topology
+        if self._prober.last_failback_at is None:
+            self._prober.window_s = new.failback.stability_window_s
+        self._report(Level.INFO, "configuration reloaded")
+        if new.dns.name:
+            self._resolve_at(event.now)
+        else:
+            self._emit(CancelTimer(timer=TimerName.DNS))
+        current = self._attempt.endpoint if self._attempt else None
+        identity_changed = (old.client_id, old.tls) != (new.client_id, new.tls)
+        preferred = topology.preferred
+        if (
+            self.state in (State.CONNECTED, State.CONNECTING)
+            and preferred is not None
+            and (identity_changed or current not in topology.candidates())
+        ):
+            self._move(event.now, preferred, Why.CONFIG)
+            return
+        if self.state is State.CONNECTED:
+            self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
+            if new.heartbeat.topic:
+                self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=event.now))
+            self._stop_prober()
+            self._update_prober(event.now)
+
+    def _stop(self, event: Event) -> None:
+        if self._attempt is not None and self.state in (State.CONNECTING, State.CONNECTED):
+            self._emit(Disconnect(attempt=self._attempt.id))
+        for timer in TimerName:
+            self._emit(CancelTimer(timer=timer))
+        self._prober.active = False
+        self._set_state(State.STOPPED, event.now)
+        self._report(Level.INFO, "stopped")

@@ -1,0 +1,391 @@
+"""The agent's configuration model and its validation (pure: no file I/O).
+
+A configuration is a nested mapping (merged from YAML layers by
+`config_files`). `parse_settings` turns it into frozen dataclasses or raises
+`ConfigError` naming the file, the dotted key and what is wrong, so an
+operator can fix a broken `/etc/iotdr/agent.yaml` without reading code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# AWS IoT Core accepts MQTT keep alive values from 30 to 1200 seconds.
+AWS_MIN_KEEPALIVE_S = 30
+AWS_MAX_KEEPALIVE_S = 1200
+# AWS IoT Core: at most one CONNECT per second per client id.
+AWS_MIN_CONNECT_INTERVAL_S = 1.0
+DEFAULT_CONTROL_SOCKET = "/run/iotdr/agent.sock"
+DEFAULT_STATE_DIR = "/var/lib/iotdr"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; names file and key."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{source}: {key}: {problem}")
+
+
+class ProbeDepth(enum.Enum):
+    """How deep a failback probe checks the preferred endpoint."""
+
+    TCP = "tcp"
+    TLS = "tls"
+    MQTT = "mqtt"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointSettings:
+    host: str
+    port: int = 8883
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSettings:
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsSettings:
+    name: str | None = None
+    txt_name: str | None = None
+    nameserver: str | None = None
+    port: int = 53
+    timeout_s: float = 2.0
+    min_ttl_s: float = 1.0
+    max_ttl_s: float = 300.0
+    retry_s: float = 5.0
+    allowlist: tuple[str, ...] = ("*-ats.iot.*.amazonaws.com",)
+
+    @property
+    def txt_record(self) -> str | None:
+        """The TXT name: explicit, or the CNAME with a leading underscore."""
+        if self.txt_name is not None:
+            return self.txt_name
+        return f"_{self.name}" if self.name else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSettings:
+    keepalive_s: int = AWS_MIN_KEEPALIVE_S
+    ping_timeout_s: float = 3.0
+    connect_timeout_s: float = 3.0
+    connack_timeout_s: float = 5.0
+    ack_timeout_s: float = 3.0
+    tcp_keepalive_idle_s: int = 2
+    tcp_keepalive_interval_s: int = 1
+    tcp_keepalive_probes: int = 3
+    min_connect_interval_s: float = AWS_MIN_CONNECT_INTERVAL_S
+    connect_spread_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackoffSettings:
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    multiplier: float = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailbackSettings:
+    enabled: bool = True
+    probe_depth: ProbeDepth = ProbeDepth.TLS
+    probe_interval_s: float = 5.0
+    probe_timeout_s: float = 3.0
+    stability_window_s: float = 10.0
+    stability_probe_interval_s: float = 1.0
+    max_stability_window_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JitrSettings:
+    retry_delays_s: tuple[float, ...] = (1.0, 2.0, 2.0, 3.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatSettings:
+    topic: str | None = None
+    interval_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    client_id: str
+    tls: TlsSettings
+    primary: EndpointSettings | None = None
+    secondary: EndpointSettings | None = None
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    failback: FailbackSettings = field(default_factory=FailbackSettings)
+    jitr: JitrSettings = field(default_factory=JitrSettings)
+    heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    state_dir: str = DEFAULT_STATE_DIR
+    log_level: str = "info"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Reader:
+    """Reads typed values out of one mapping, naming the key on error."""
+
+    def __init__(self, data: Mapping[str, Any], source: str, prefix: str) -> None:
+        self._data = data
+        self._source = source
+        self._prefix = prefix
+        self._used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self._prefix}{name}"
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self._source, self.key(name), problem)
+
+    def raw(self, name: str) -> Any:
+        self._used.add(name)
+        return self._data.get(name)
+
+    def has(self, name: str) -> bool:
+        return self._data.get(name) is not None
+
+    def section(self, name: str) -> _Reader:
+        value = self.raw(name)
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise self.error(name, f"must be a mapping, got {type(value).__name__}")
+        return _Reader(value, self._source, f"{self.key(name)}.")
+
+    def string(self, name: str, default: str | None = None) -> str:
+        value = self.optional_string(name)
+        if value is None:
+            if default is None:
+                raise self.error(name, "is required")
+            return default
+        return value
+
+    def optional_string(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(name, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"must be a number, got {value!r}")
+        if value < minimum:
+            raise self.error(name, f"must be at least {minimum}, got {value}")
+        return float(value)
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"must be a whole number, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise self.error(name, f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(name, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        value = self.string(name, default).lower()
+        if value not in options:
+            raise self.error(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def list_of(self, name: str, default: tuple[T, ...], item: Callable[[Any], T]) -> tuple[T, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not value:
+            raise self.error(name, f"must be a non-empty list, got {value!r}")
+        try:
+            return tuple(item(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise self.error(name, f"has a bad entry: {exc}") from None
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self._data) - self._used)
+        if unknown:
+            raise self.error(unknown[0], "is not a known setting (misspelt?)")
+
+
+def _pattern(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a host pattern")
+    return value
+
+
+def _delay(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{value!r} is not a delay in seconds")
+    return float(value)
+
+
+def _endpoint(reader: _Reader, name: str) -> EndpointSettings | None:
+    if not reader.has(name):
+        reader.raw(name)
+        return None
+    section = reader.section(name)
+    endpoint = EndpointSettings(
+        host=section.string("host"),
+        port=section.integer("port", 8883, minimum=1, maximum=65535),
+    )
+    section.reject_unknown()
+    return endpoint
+
+
+def _dns(reader: _Reader) -> DnsSettings:
+    default = DnsSettings()
+    min_ttl = reader.number("min_ttl_s", default.min_ttl_s)
+    max_ttl = reader.number("max_ttl_s", default.max_ttl_s, minimum=min_ttl)
+    return DnsSettings(
+        name=reader.optional_string("name"),
+        txt_name=reader.optional_string("txt_name"),
+        nameserver=reader.optional_string("nameserver"),
+        port=reader.integer("port", default.port, minimum=1, maximum=65535),
+        timeout_s=reader.number("timeout_s", default.timeout_s, minimum=0.1),
+        min_ttl_s=min_ttl,
+        max_ttl_s=max_ttl,
+        retry_s=reader.number("retry_s", default.retry_s, minimum=0.1),
+        allowlist=reader.list_of("allowlist", default.allowlist, _pattern),
+    )
+
+
+def _connection(reader: _Reader) -> ConnectionSettings:
+    d = ConnectionSettings()
+    return ConnectionSettings(
+        keepalive_s=reader.integer(
+            "keepalive_s", d.keepalive_s, minimum=1, maximum=AWS_MAX_KEEPALIVE_S
+        ),
+        ping_timeout_s=reader.number("ping_timeout_s", d.ping_timeout_s, minimum=0.1),
+        connect_timeout_s=reader.number("connect_timeout_s", d.connect_timeout_s, minimum=0.1),
+        connack_timeout_s=reader.number("connack_timeout_s", d.connack_timeout_s, minimum=0.1),
+        ack_timeout_s=reader.number("ack_timeout_s", d.ack_timeout_s, minimum=0.1),
+        tcp_keepalive_idle_s=reader.integer(
+            "tcp_keepalive_idle_s", d.tcp_keepalive_idle_s, minimum=1, maximum=7200
+        ),
+        tcp_keepalive_interval_s=reader.integer(
+            "tcp_keepalive_interval_s", d.tcp_keepalive_interval_s, minimum=1, maximum=600
+        ),
+        tcp_keepalive_probes=reader.integer(
+            "tcp_keepalive_probes", d.tcp_keepalive_probes, minimum=1, maximum=50
+        ),
+        min_connect_interval_s=reader.number(
+            "min_connect_interval_s", d.min_connect_interval_s, minimum=AWS_MIN_CONNECT_INTERVAL_S
+        ),
+        connect_spread_s=reader.number("connect_spread_s", d.connect_spread_s),
+    )
+
+
+def _backoff(reader: _Reader) -> BackoffSettings:
+    d = BackoffSettings()
+    initial = reader.number("initial_s", d.initial_s, minimum=0.1)
+    return BackoffSettings(
+        initial_s=initial,
+        max_s=reader.number("max_s", d.max_s, minimum=initial),
+        multiplier=reader.number("multiplier", d.multiplier, minimum=1.0),
+    )
+
+
+def _failback(reader: _Reader) -> FailbackSettings:
+    d = FailbackSettings()
+    window = reader.number("stability_window_s", d.stability_window_s)
+    return FailbackSettings(
+        enabled=reader.boolean("enabled", d.enabled),
+        probe_depth=ProbeDepth(
+            reader.choice("probe_depth", d.probe_depth.value, tuple(p.value for p in ProbeDepth))
+        ),
+        probe_interval_s=reader.number("probe_interval_s", d.probe_interval_s, minimum=0.1),
+        probe_timeout_s=reader.number("probe_timeout_s", d.probe_timeout_s, minimum=0.1),
+        stability_window_s=window,
+        stability_probe_interval_s=reader.number(
+            "stability_probe_interval_s", d.stability_probe_interval_s, minimum=0.1
+        ),
+        max_stability_window_s=reader.number(
+            "max_stability_window_s", max(d.max_stability_window_s, window), minimum=window
+        ),
+    )
+
+
+def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
+    """Validate a merged configuration mapping; `source` names it in errors."""
+    top = _Reader(data, source, "")
+    endpoints = top.section("endpoints")
+    primary = _endpoint(endpoints, "primary")
+    secondary = _endpoint(endpoints, "secondary")
+    endpoints.reject_unknown()
+
+    tls_reader = top.section("tls")
+    tls = TlsSettings(
+        ca_file=tls_reader.string("ca_file"),
+        cert_file=tls_reader.string("cert_file"),
+        key_file=tls_reader.string("key_file"),
+    )
+    tls_reader.reject_unknown()
+
+    sections: dict[str, Any] = {}
+    for name, parse in (
+        ("dns", _dns),
+        ("connection", _connection),
+        ("backoff", _backoff),
+        ("failback", _failback),
+    ):
+        reader = top.section(name)
+        sections[name] = parse(reader)
+        reader.reject_unknown()
+
+    jitr_reader = top.section("jitr")
+    jitr = JitrSettings(
+        retry_delays_s=jitr_reader.list_of("retry_delays_s", JitrSettings().retry_delays_s, _delay)
+    )
+    jitr_reader.reject_unknown()
+
+    hb_reader = top.section("heartbeat")
+    heartbeat = HeartbeatSettings(
+        topic=hb_reader.optional_string("topic"),
+        interval_s=hb_reader.number("interval_s", HeartbeatSettings().interval_s, minimum=0.05),
+    )
+    hb_reader.reject_unknown()
+
+    settings = Settings(
+        client_id=top.string("client_id"),
+        tls=tls,
+        primary=primary,
+        secondary=secondary,
+        jitr=jitr,
+        heartbeat=heartbeat,
+        control_socket=top.string("control_socket", DEFAULT_CONTROL_SOCKET),
+        state_dir=top.string("state_dir", DEFAULT_STATE_DIR),
+        log_level=top.choice("log_level", "info", LOG_LEVELS),
+        **sections,
+    )
+    top.reject_unknown()
+    if primary is None and settings.dns.name is None:
+        raise ConfigError(source, "endpoints.primary", "is required when dns.name is not set")
+    return settings

@@ -1,0 +1,311 @@
+"""The decision core, by tables of single transitions and by scenarios in
+virtual time (see world.py). No real clock anywhere: nothing here can be
+made flaky by a busy machine."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from iotdr.agent.commands import (
+    ArmTimer,
+    CancelTimer,
+    Command,
+    Connect,
+    Disconnect,
+    Probe,
+    Resolve,
+    Why,
+)
+from iotdr.agent.endpoints import Role
+from iotdr.agent.events import (
+    ConfigChanged,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectSucceeded,
+    DnsAnswered,
+    DnsFailed,
+    DnsFailure,
+    Started,
+    StopRequested,
+    TimerFired,
+    TimerName,
+)
+from iotdr.agent.failures import FailureKind
+from iotdr.agent.machine import Machine, MachineError, State
+
+from tests.agent.world import EVIL, PRIMARY, SECONDARY, DnsMode, Health, World, make_settings
+
+TXT = '{"primary": "region-a", "secondary": "region-b"}'
+
+
+def connected_machine(**overrides: object) -> tuple[Machine, int]:
+    """A machine connected to the primary at t=10, and its attempt id."""
+    machine = Machine(make_settings(**overrides), random.Random(1))
+    machine.handle(Started(now=0.0))
+    machine.handle(DnsAnswered(now=0.1, target=PRIMARY.host, ttl=5, txt=TXT))
+    commands = machine.handle(TimerFired(now=0.6, timer=TimerName.RECONNECT))
+    connect = next(c for c in commands if isinstance(c, Connect))
+    machine.handle(ConnectSucceeded(now=10.0, attempt=connect.attempt))
+    assert machine.state is State.CONNECTED
+    return machine, connect.attempt
+
+
+def kinds(commands: list[Command]) -> list[type[Command]]:
+    return [type(c) for c in commands]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def test_started_with_dns_resolves_first() -> None:
+    machine = Machine(make_settings(), random.Random(0))
+    assert machine.handle(Started(now=0.0)) == [
+        Resolve(name="iot.example.test", txt_name="_iot.example.test")
+    ]
+    assert machine.state is State.RESOLVING
+
+
+def test_started_without_dns_spreads_the_first_connect() -> None:
+    machine = Machine(make_settings(dns={}), random.Random(0))
+    commands = machine.handle(Started(now=0.0))
+    assert kinds(commands) == [ArmTimer]
+    arm = commands[0]
+    assert isinstance(arm, ArmTimer) and 0.0 <= arm.at <= 0.5
+    commands = machine.handle(TimerFired(now=arm.at, timer=TimerName.RECONNECT))
+    assert commands == [Connect(attempt=1, endpoint=PRIMARY, why=Why.START)]
+
+
+def test_event_before_started_is_a_contract_error() -> None:
+    machine = Machine(make_settings(), random.Random(0))
+    with pytest.raises(MachineError):
+        machine.handle(ConnectSucceeded(now=0.0, attempt=1))
+
+
+@pytest.mark.parametrize(
+    ("failure", "expect_immediate_failover"),
+    [
+        (FailureKind.REFUSED, True),
+        (FailureKind.TIMEOUT, True),
+        (FailureKind.TLS, True),
+        (FailureKind.AUTH, False),  # CONNECT was sent: the 1/s rule applies
+        (FailureKind.JITR_HANGUP, False),  # stays, retries on the JITR schedule
+    ],
+)
+def test_connect_failure_table(failure: FailureKind, expect_immediate_failover: bool) -> None:
+    machine, attempt = connected_machine()
+    lost = machine.handle(ConnectionLost(now=20.0, attempt=attempt, failure=FailureKind.CLOSED))
+    arm = next(c for c in lost if isinstance(c, ArmTimer) and c.timer is TimerName.RECONNECT)
+    retry = machine.handle(TimerFired(now=arm.at, timer=TimerName.RECONNECT))
+    assert retry[-1] == Connect(attempt=attempt + 1, endpoint=PRIMARY, why=Why.FAILOVER)
+    after = machine.handle(ConnectFailed(now=arm.at + 0.01, attempt=attempt + 1, failure=failure))
+    if expect_immediate_failover:
+        assert after[-1] == Connect(attempt=attempt + 2, endpoint=SECONDARY, why=Why.FAILOVER)
+    else:
+        assert not any(isinstance(c, Connect) for c in after)
+        timer = next(c for c in after if isinstance(c, ArmTimer))
+        assert timer.at >= arm.at + 0.01 + 1.0
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        DnsFailed(now=20.0, failure=DnsFailure.TIMEOUT),
+        DnsFailed(now=20.0, failure=DnsFailure.SERVFAIL),
+        DnsFailed(now=20.0, failure=DnsFailure.NXDOMAIN),
+        DnsAnswered(now=20.0, target=EVIL, ttl=5, txt=TXT),
+        DnsAnswered(now=20.0, target=PRIMARY.host, ttl=5, txt="not json"),
+        DnsAnswered(now=20.0, target=PRIMARY.host, ttl=5, txt='{"primary": 1}'),
+    ],
+)
+def test_dns_trouble_never_touches_the_connection(event: DnsFailed | DnsAnswered) -> None:
+    machine, _ = connected_machine()
+    commands = machine.handle(event)
+    assert not any(isinstance(c, Connect | Disconnect) for c in commands)
+    assert machine.state is State.CONNECTED
+    assert any(isinstance(c, ArmTimer) and c.timer is TimerName.DNS for c in commands)
+    assert machine.snapshot().last_error is not None
+
+
+@pytest.mark.parametrize(("ttl", "expected_delay"), [(0.0, 1.0), (5.0, 5.0), (86400.0, 300.0)])
+def test_dns_reresolves_by_ttl_clamped(ttl: float, expected_delay: float) -> None:
+    machine, _ = connected_machine()
+    commands = machine.handle(DnsAnswered(now=20.0, target=PRIMARY.host, ttl=ttl, txt=TXT))
+    assert ArmTimer(timer=TimerName.DNS, at=20.0 + expected_delay) in commands
+
+
+def test_cname_change_moves_break_before_make() -> None:
+    machine, attempt = connected_machine()
+    commands = machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
+    disconnect = commands.index(Disconnect(attempt=attempt))
+    connect = commands.index(Connect(attempt=attempt + 1, endpoint=SECONDARY, why=Why.DNS_MOVE))
+    assert disconnect < connect
+
+
+def test_stop_disconnects_and_cancels_every_timer() -> None:
+    machine, attempt = connected_machine()
+    commands = machine.handle(StopRequested(now=30.0))
+    assert commands[0] == Disconnect(attempt=attempt)
+    assert {c.timer for c in commands if isinstance(c, CancelTimer)} == set(TimerName)
+    assert machine.state is State.STOPPED
+    assert (
+        machine.handle(ConnectionLost(now=31.0, attempt=attempt, failure=FailureKind.CLOSED)) == []
+    )
+
+
+def test_stale_result_for_abandoned_attempt_is_ignored() -> None:
+    machine, attempt = connected_machine()
+    machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
+    assert (
+        machine.handle(ConnectionLost(now=20.1, attempt=attempt, failure=FailureKind.CLOSED)) == []
+    )
+    assert machine.state is State.CONNECTING
+
+
+def test_reload_with_new_identity_reconnects() -> None:
+    machine, attempt = connected_machine()
+    new = make_settings(client_id="dev-2")
+    commands = machine.handle(ConfigChanged(now=30.0, settings=new))
+    assert Disconnect(attempt=attempt) in commands
+    assert Connect(attempt=attempt + 1, endpoint=PRIMARY, why=Why.CONFIG) in commands
+
+
+def test_reload_with_same_identity_keeps_the_connection() -> None:
+    machine, _ = connected_machine()
+    new = make_settings(failback__stability_window_s=42)
+    commands = machine.handle(ConfigChanged(now=30.0, settings=new))
+    assert not any(isinstance(c, Connect | Disconnect) for c in commands)
+    assert machine.snapshot().stability_window_s == 42
+
+
+# ------------------------------------------------------------- scenarios
+
+
+def started_world(**overrides: object) -> World:
+    world = World(make_settings(**overrides), seed=7)
+    world.start()
+    world.run_until(5.0)
+    assert world.connected_to() == PRIMARY
+    return world
+
+
+def test_primary_killed_fails_over_fast_and_fails_back_after_window() -> None:
+    world = started_world()
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(6.0)  # within a second of the kill
+    assert world.connected_to() == SECONDARY
+    snapshot = world.machine.snapshot()
+    assert snapshot.role is Role.SECONDARY and snapshot.failovers == 1
+    assert snapshot.last_failover_s is not None and snapshot.last_failover_s < 1.0
+
+    world.set_health(PRIMARY, Health.UP)
+    recovered = world.now
+    settings = world.settings.failback
+    world.run_until(recovered + settings.probe_interval_s + settings.stability_window_s + 1.5)
+    assert world.connected_to() == PRIMARY
+    assert world.machine.snapshot().failbacks == 1
+
+
+def test_blackholed_primary_fails_over_without_retrying_it_first() -> None:
+    world = started_world()
+    world.set_health(PRIMARY, Health.BLACKHOLED)
+    world.run_until(5.0 + 4.0 + 1.0)  # loss shows after 4 s of timeouts
+    assert world.connected_to() == SECONDARY
+
+
+def test_device_side_health_beats_dns() -> None:
+    """DNS keeps naming the primary (Route 53 sees it healthy), yet the
+    device cannot reach it: the agent falls back on its own and stays."""
+    world = started_world()
+    world.set_health(PRIMARY, Health.BLACKHOLED)
+    world.run_until(60.0)
+    assert world.cname == PRIMARY
+    assert world.connected_to() == SECONDARY
+
+
+def test_cname_moved_is_followed_within_ttl() -> None:
+    world = started_world()
+    world.cname = SECONDARY
+    moved = world.now
+    world.run_until(moved + world.ttl + 1.0)
+    assert world.connected_to() == SECONDARY
+    # DNS names the secondary now: no probing back to the primary.
+    world.run_until(moved + 120.0)
+    assert world.connected_to() == SECONDARY
+    assert not any(isinstance(c, Probe) for c in world.log)
+
+
+@pytest.mark.parametrize(
+    "mode", [DnsMode.SERVFAIL, DnsMode.TIMEOUT, DnsMode.EVIL, DnsMode.GARBAGE_TXT]
+)
+def test_dns_faults_keep_the_working_connection(mode: DnsMode) -> None:
+    world = started_world()
+    attempts = len(world.attempts)
+    world.dns_mode = mode
+    world.run_until(120.0)
+    assert world.connected_to() == PRIMARY
+    assert len(world.attempts) == attempts
+
+
+def test_jitr_on_secondary_is_retried_not_declared_dead() -> None:
+    world = started_world()
+    world.jitr_pending[SECONDARY] = world.now + 3.0  # activation takes 3 s
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(world.now + 10.0)
+    assert world.connected_to() == SECONDARY
+    after_kill = [a for a in world.attempts if a.start > 5.0]
+    retries = [a for a in after_kill if a.why is Why.JITR_RETRY]
+    assert retries and all(a.endpoint == SECONDARY for a in retries)
+
+
+@pytest.mark.parametrize("health", [Health.AUTH_REJECT, Health.TLS_BAD])
+def test_rejecting_primary_at_start_falls_over(health: Health) -> None:
+    world = World(make_settings(), seed=3)
+    world.health[PRIMARY] = health
+    world.start()
+    world.run_until(5.0)
+    assert world.connected_to() == SECONDARY
+
+
+def test_failback_disabled_stays_on_secondary() -> None:
+    world = started_world(failback__enabled=False)
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(10.0)
+    world.set_health(PRIMARY, Health.UP)
+    world.run_until(300.0)
+    assert world.connected_to() == SECONDARY
+    assert not any(isinstance(c, Probe) for c in world.log)
+
+
+def test_flapping_primary_never_makes_the_agent_flap() -> None:
+    world = started_world()
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(10.0)
+    for second in range(10, 300):  # up one second, down the next
+        world.health[PRIMARY] = Health.UP if second % 2 else Health.REFUSING
+        world.run_until(second + 1.0)
+    assert world.machine.snapshot().failbacks == 0
+    assert world.connected_to() == SECONDARY
+    world.health[PRIMARY] = Health.UP
+    world.run_until(330.0)
+    assert world.connected_to() == PRIMARY
+
+
+def test_both_regions_down_backs_off_then_connects_when_one_returns() -> None:
+    world = started_world()
+    world.health[SECONDARY] = Health.REFUSING
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(200.0)
+    gaps = [b.start - a.start for a, b in zip(world.attempts[1:], world.attempts[2:], strict=False)]
+    assert max(gaps) <= world.settings.backoff.max_s + 1.0
+    assert len(world.attempts) < 40  # backed off, not hammering
+    world.set_health(SECONDARY, Health.UP)
+    world.run_until(200.0 + world.settings.backoff.max_s + 2.0)
+    assert world.connected_to() == SECONDARY
+
+
+def test_heartbeats_flow_while_connected() -> None:
+    world = started_world()
+    before = world.heartbeats
+    world.run_until(15.0)
+    assert world.heartbeats - before >= 9
