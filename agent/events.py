@@ -18,6 +18,7 @@ from iotdr.agent.settings import Settings
 
 class TimerName(enum.Enum):
     RECONNECT = "reconnect"
+    ATTEMPT = "attempt"  # deadline of a connection attempt
     DNS = "dns"
     PROBE = "probe"
     HEARTBEAT = "heartbeat"

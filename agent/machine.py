@@ -111,6 +111,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], str] = {
     (State.RESOLVING, DnsFailed): "_first_dns_failure",
     (State.CONNECTING, ConnectSucceeded): "_connected",
     (State.CONNECTING, ConnectFailed): "_connect_failed",
+    (State.CONNECTING, TimerFired): "_attempt_timer",
     (State.CONNECTED, ConnectionLost): "_lost",
     (State.CONNECTED, HeartbeatFailed): "_heartbeat_failed",
     (State.WAITING, TimerFired): "_reconnect_timer",
@@ -325,7 +326,31 @@ class Machine:
         self._attempt = _Attempt(id=self._next_id, endpoint=endpoint, why=why)
         self._round.scheduled = None
         self._set_state(State.CONNECTING, now)
-        self._emit(Connect(attempt=self._next_id, endpoint=endpoint, why=why))
+        deadline = now + self.settings.connection.attempt_timeout_s
+        self._emit(
+            Connect(attempt=self._next_id, endpoint=endpoint, why=why),
+            ArmTimer(timer=TimerName.ATTEMPT, at=deadline),
+        )
+
+    def _attempt_timer(self, event: Event) -> None:
+        assert isinstance(event, TimerFired)
+        if event.timer is not TimerName.ATTEMPT or self._attempt is None:
+            self._timer(event)
+            return
+        # No answer in time: give up on this attempt as a timeout. It may
+        # have sent CONNECT, so it counts against the CONNECT rate limit.
+        attempt = self._attempt
+        self._emit(Disconnect(attempt=attempt.id))
+        self._connect_sent_by = event.now
+        timeout = self.settings.connection.attempt_timeout_s
+        self._connect_failed(
+            ConnectFailed(
+                now=event.now,
+                attempt=attempt.id,
+                failure=FailureKind.TIMEOUT,
+                detail=f"no answer in {timeout:.0f} s",
+            )
+        )
 
     def _reconnect_timer(self, event: Event) -> None:
         assert isinstance(event, TimerFired)
@@ -348,6 +373,7 @@ class Machine:
             # An attempt cut short may have sent CONNECT up to now.
             if self.state is State.CONNECTING:
                 self._connect_sent_by = now
+                self._emit(CancelTimer(timer=TimerName.ATTEMPT))
             self._interrupted_at = now
         self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
         self._stop_prober()
@@ -369,6 +395,7 @@ class Machine:
             return
         now = event.now
         self._connect_sent_by = now
+        self._emit(CancelTimer(timer=TimerName.ATTEMPT))
         self._set_state(State.CONNECTED, now)
         self._round = _Round()
         self._last_error = None
@@ -394,6 +421,7 @@ class Machine:
         if attempt is None or event.attempt != attempt.id:
             return
         now = event.now
+        self._emit(CancelTimer(timer=TimerName.ATTEMPT))
         if not event.failure.proves_no_connect_sent:
             self._connect_sent_by = now
         self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")

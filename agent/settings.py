@@ -81,6 +81,10 @@ class ConnectionSettings:
     ping_timeout_s: float = 3.0
     connect_timeout_s: float = 3.0
     connack_timeout_s: float = 5.0
+    # A whole attempt (TCP, TLS, CONNECT/CONNACK) gets this long. s2n-tls
+    # delays reporting some handshake failures by 10-30 s ("blinding"), so
+    # the core abandons an attempt that has not answered by then.
+    attempt_timeout_s: float = 6.0
     ack_timeout_s: float = 3.0
     tcp_keepalive_idle_s: int = 2
     tcp_keepalive_interval_s: int = 1
@@ -286,6 +290,7 @@ def _connection(reader: _Reader) -> ConnectionSettings:
         ping_timeout_s=reader.number("ping_timeout_s", d.ping_timeout_s, minimum=0.1),
         connect_timeout_s=reader.number("connect_timeout_s", d.connect_timeout_s, minimum=0.1),
         connack_timeout_s=reader.number("connack_timeout_s", d.connack_timeout_s, minimum=0.1),
+        attempt_timeout_s=reader.number("attempt_timeout_s", d.attempt_timeout_s, minimum=1.0),
         ack_timeout_s=reader.number("ack_timeout_s", d.ack_timeout_s, minimum=0.1),
         tcp_keepalive_idle_s=reader.integer(
             "tcp_keepalive_idle_s", d.tcp_keepalive_idle_s, minimum=1, maximum=7200

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from iotdr.agent.commands import (
     ArmTimer,
     CancelTimer,
@@ -33,7 +34,6 @@ from iotdr.agent.events import (
 )
 from iotdr.agent.failures import FailureKind
 from iotdr.agent.machine import Machine, MachineError, State
-
 from tests.agent.world import EVIL, PRIMARY, SECONDARY, DnsMode, Health, World, make_settings
 
 TXT = '{"primary": "region-a", "secondary": "region-b"}'
@@ -73,7 +73,10 @@ def test_started_without_dns_spreads_the_first_connect() -> None:
     arm = commands[0]
     assert isinstance(arm, ArmTimer) and 0.0 <= arm.at <= 0.5
     commands = machine.handle(TimerFired(now=arm.at, timer=TimerName.RECONNECT))
-    assert commands == [Connect(attempt=1, endpoint=PRIMARY, why=Why.START)]
+    assert commands == [
+        Connect(attempt=1, endpoint=PRIMARY, why=Why.START),
+        ArmTimer(timer=TimerName.ATTEMPT, at=arm.at + 6.0),
+    ]
 
 
 def test_event_before_started_is_a_contract_error() -> None:
@@ -97,13 +100,13 @@ def test_connect_failure_table(failure: FailureKind, expect_immediate_failover: 
     lost = machine.handle(ConnectionLost(now=20.0, attempt=attempt, failure=FailureKind.CLOSED))
     arm = next(c for c in lost if isinstance(c, ArmTimer) and c.timer is TimerName.RECONNECT)
     retry = machine.handle(TimerFired(now=arm.at, timer=TimerName.RECONNECT))
-    assert retry[-1] == Connect(attempt=attempt + 1, endpoint=PRIMARY, why=Why.FAILOVER)
+    assert Connect(attempt=attempt + 1, endpoint=PRIMARY, why=Why.FAILOVER) in retry
     after = machine.handle(ConnectFailed(now=arm.at + 0.01, attempt=attempt + 1, failure=failure))
     if expect_immediate_failover:
-        assert after[-1] == Connect(attempt=attempt + 2, endpoint=SECONDARY, why=Why.FAILOVER)
+        assert Connect(attempt=attempt + 2, endpoint=SECONDARY, why=Why.FAILOVER) in after
     else:
         assert not any(isinstance(c, Connect) for c in after)
-        timer = next(c for c in after if isinstance(c, ArmTimer))
+        timer = next(c for c in after if isinstance(c, ArmTimer) and c.timer is TimerName.RECONNECT)
         assert timer.at >= arm.at + 0.01 + 1.0
 
 
@@ -151,6 +154,18 @@ def test_stop_disconnects_and_cancels_every_timer() -> None:
     assert (
         machine.handle(ConnectionLost(now=31.0, attempt=attempt, failure=FailureKind.CLOSED)) == []
     )
+
+
+def test_attempt_without_answer_is_abandoned_at_its_deadline() -> None:
+    machine, attempt = connected_machine()
+    machine.handle(ConnectionLost(now=20.0, attempt=attempt, failure=FailureKind.TIMEOUT))
+    commands = machine.handle(TimerFired(now=20.6, timer=TimerName.RECONNECT))
+    assert Connect(attempt=attempt + 1, endpoint=SECONDARY, why=Why.FAILOVER) in commands
+    commands = machine.handle(TimerFired(now=26.6, timer=TimerName.ATTEMPT))
+    assert commands[0] == Disconnect(attempt=attempt + 1)
+    # It may have sent CONNECT: the next one waits a second.
+    assert not any(isinstance(c, Connect) for c in commands)
+    assert ArmTimer(timer=TimerName.RECONNECT, at=27.6) in commands
 
 
 def test_stale_result_for_abandoned_attempt_is_ignored() -> None:
@@ -263,7 +278,8 @@ def test_rejecting_primary_at_start_falls_over(health: Health) -> None:
     world = World(make_settings(), seed=3)
     world.health[PRIMARY] = health
     world.start()
-    world.run_until(5.0)
+    # A TLS failure shows only at the attempt deadline (s2n blinding).
+    world.run_until(world.settings.connection.attempt_timeout_s + 2.0)
     assert world.connected_to() == SECONDARY
 
 

@@ -253,7 +253,8 @@ class World:
                 failure=FailureKind.TIMEOUT,
             )
         elif health is Health.TLS_BAD:
-            self._later(0.02, ConnectFailed, attempt=command.attempt, failure=FailureKind.TLS)
+            # s2n-tls "blinding" holds a failed handshake back 10-30 s.
+            self._later(15.0, ConnectFailed, attempt=command.attempt, failure=FailureKind.TLS)
         elif health is Health.AUTH_REJECT:
             self._later(0.03, ConnectFailed, attempt=command.attempt, failure=FailureKind.AUTH)
         elif self.jitr_pending.get(command.endpoint, -1.0) > self.now:

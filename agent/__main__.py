@@ -1,0 +1,5 @@
+import sys
+
+from iotdr.agent.main import main
+
+sys.exit(main())

@@ -1,0 +1,310 @@
+"""The agent daemon: wires the decision core to its adapters.
+
+One linear startup and shutdown path (`Daemon.run`): start the adapters,
+install signal handlers, feed `Started`, notify READY, wait for SIGTERM,
+notify STOPPING, tear down in reverse order. SIGHUP reloads all-or-nothing:
+the whole new configuration is read and validated first; if anything is
+wrong the error is logged with "configuration NOT changed" and the agent
+keeps running on the old one.
+
+Every decision is the core's; this module only carries out commands and
+turns what happens into events stamped with the loop's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from iotdr.agent import probes
+from iotdr.agent.cloud_mqtt import CloudConnection, Transport, error_name
+from iotdr.agent.commands import (
+    ArmTimer,
+    CancelTimer,
+    Command,
+    Connect,
+    Disconnect,
+    Level,
+    Probe,
+    PublishHeartbeat,
+    Report,
+    Resolve,
+)
+from iotdr.agent.config_files import LoadedConfig, load_for
+from iotdr.agent.control import ControlServer
+from iotdr.agent.dns_lookup import lookup, make_resolver
+from iotdr.agent.events import (
+    ConfigChanged,
+    Event,
+    HeartbeatFailed,
+    ProbeCompleted,
+    Started,
+    StopRequested,
+    TimerFired,
+    TimerName,
+)
+from iotdr.agent.failures import FailureKind
+from iotdr.agent.machine import Machine, Snapshot
+from iotdr.agent.notify import notify
+from iotdr.agent.settings import ConfigError, Settings
+from iotdr.agent.status import status_document
+
+log = logging.getLogger("iotdr.agent")
+
+_LEVELS = {
+    Level.DEBUG: logging.DEBUG,
+    Level.INFO: logging.INFO,
+    Level.WARNING: logging.WARNING,
+    Level.ERROR: logging.ERROR,
+}
+
+
+def check_files(settings: Settings, source: str) -> None:
+    """The certificate files must be readable before we rely on them."""
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(settings.tls, key)
+        if not os.access(path, os.R_OK):
+            raise ConfigError(source, f"tls.{key}", f"cannot read {path}")
+
+
+class EndpointFilter(logging.Filter):
+    """Stamps every log record with the current region and endpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.region = "-"
+        self.endpoint = "-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.region = self.region
+        record.endpoint = self.endpoint
+        return True
+
+
+class Daemon:
+    def __init__(
+        self, loaded: LoadedConfig, config: Path | None, root: Path, endpoint_filter: EndpointFilter
+    ) -> None:
+        self._loaded = loaded
+        self._config = config
+        self._root = root
+        self._filter = endpoint_filter
+        self._settings = loaded.settings
+        self._machine = Machine(self._settings, random.Random())
+        self._timers: dict[TimerName, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._started_epoch = time.time()
+
+    # ------------------------------------------------------------- run
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        settings = self._settings
+        check_files(settings, ", ".join(str(f) for f in self._loaded.files))
+
+        transport = Transport()
+        self._transport = transport
+        self._cloud = CloudConnection(settings, transport, self._post_threadsafe, time.monotonic)
+        self._resolver = make_resolver(settings.dns)
+        self._ssl = probes.tls_context(settings)
+        control = ControlServer(settings.control_socket, self.status)
+        await control.start()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+        log.info(
+            "iotdr-agent starting (pid %d, client id %s, config %s)",
+            os.getpid(),
+            settings.client_id,
+            ", ".join(str(f) for f in self._loaded.files),
+        )
+        self._dispatch(Started(now=loop.time()))
+        notify("READY=1", f"STATUS={self._state_line()}")
+
+        await self._stop.wait()
+
+        log.info("stopping")
+        notify("STOPPING=1")
+        self._dispatch(StopRequested(now=loop.time()))
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._cloud.close()
+        await control.stop()
+        log.info("stopped")
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ----------------------------------------------------- event plumbing
+
+    def _post_threadsafe(self, event: Event) -> None:
+        """Adapters call this from their own threads."""
+        self._loop.call_soon_threadsafe(self._dispatch, event)
+
+    def _dispatch(self, event: Event) -> None:
+        before = self._machine.snapshot()
+        for command in self._machine.handle(event):
+            self._execute(command)
+        after = self._machine.snapshot()
+        if (before.state, before.endpoint) != (after.state, after.endpoint):
+            self._on_state_change(after)
+
+    def _on_state_change(self, snapshot: Snapshot) -> None:
+        endpoint = snapshot.endpoint
+        self._filter.endpoint = str(endpoint) if endpoint else "-"
+        self._filter.region = (endpoint.region or "-") if endpoint else "-"
+        notify(f"STATUS={self._state_line()}")
+
+    def _state_line(self) -> str:
+        snapshot = self._machine.snapshot()
+        where = f" to {snapshot.endpoint} ({snapshot.role.value})" if snapshot.endpoint else ""
+        return f"{snapshot.state.value}{where}"
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------ commands
+
+    def _execute(self, command: Command) -> None:
+        if isinstance(command, Connect):
+            log.debug(
+                "connect attempt %d to %s (%s)",
+                command.attempt,
+                command.endpoint,
+                command.why.value,
+            )
+            self._cloud.connect(command.attempt, command.endpoint)
+        elif isinstance(command, Disconnect):
+            self._cloud.disconnect(command.attempt)
+        elif isinstance(command, ArmTimer):
+            self._cancel_timer(command.timer)
+            self._timers[command.timer] = self._loop.call_at(command.at, self._fire, command.timer)
+        elif isinstance(command, CancelTimer):
+            self._cancel_timer(command.timer)
+        elif isinstance(command, Resolve):
+            self._spawn(self._resolve(command))
+        elif isinstance(command, Probe):
+            self._spawn(self._probe(command))
+        elif isinstance(command, PublishHeartbeat):
+            self._heartbeat(command)
+        elif isinstance(command, Report):
+            log.log(_LEVELS[command.level], "%s", command.message)
+
+    def _cancel_timer(self, timer: TimerName) -> None:
+        handle = self._timers.pop(timer, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _fire(self, timer: TimerName) -> None:
+        self._timers.pop(timer, None)
+        self._dispatch(TimerFired(now=self._loop.time(), timer=timer))
+
+    async def _resolve(self, command: Resolve) -> None:
+        event = await lookup(self._resolver, command.name, command.txt_name, self._loop.time)
+        self._dispatch(event)
+
+    async def _probe(self, command: Probe) -> None:
+        try:
+            await probes.probe(
+                command.endpoint, command.depth, self._settings, self._transport, self._ssl
+            )
+        except probes.ProbeFailedError as exc:
+            log.debug("probe %s: %s %s", command.endpoint, exc.kind.value, exc.detail)
+            event = ProbeCompleted(
+                now=self._loop.time(),
+                probe_id=command.probe_id,
+                endpoint=command.endpoint,
+                healthy=False,
+                failure=exc.kind,
+                detail=exc.detail,
+            )
+        else:
+            event = ProbeCompleted(
+                now=self._loop.time(),
+                probe_id=command.probe_id,
+                endpoint=command.endpoint,
+                healthy=True,
+            )
+        self._dispatch(event)
+
+    def _heartbeat(self, command: PublishHeartbeat) -> None:
+        topic = self._settings.heartbeat.topic
+        if not topic:
+            return
+        payload = json.dumps(
+            {
+                "client_id": self._settings.client_id,
+                "seq": command.sequence,
+                "ts": time.time(),
+            }
+        ).encode()
+        future = self._cloud.publish(topic, payload, qos=1)
+
+        def done(fut: Any) -> None:
+            exc = fut.exception()
+            if exc is None:
+                return
+            name = error_name(exc)
+            kind = self._cloud.failure_kind_of(exc)
+            if isinstance(exc, ConnectionError):
+                kind = FailureKind.OTHER  # not connected any more: the loss is reported
+            self._post_threadsafe(
+                HeartbeatFailed(
+                    now=time.monotonic(), attempt=command.attempt, failure=kind, detail=name
+                )
+            )
+
+        future.add_done_callback(done)
+
+    # -------------------------------------------------------- reload
+
+    def _reload(self) -> None:
+        log.info("SIGHUP: reloading configuration")
+        try:
+            loaded = load_for(self._config, self._root)
+            check_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
+            ssl_context = probes.tls_context(loaded.settings)
+            self._cloud.reconfigure(loaded.settings)
+        except (ConfigError, OSError, ValueError) as exc:
+            log.error("configuration NOT changed: %s", exc)
+            return
+        except Exception as exc:  # the CRT rejects a certificate it cannot load
+            log.error("configuration NOT changed: %s", exc)
+            return
+        if loaded.settings.control_socket != self._settings.control_socket:
+            log.warning("control_socket changes take effect after a restart")
+        self._loaded, self._settings, self._ssl = loaded, loaded.settings, ssl_context
+        self._resolver = make_resolver(loaded.settings.dns)
+        self._dispatch(ConfigChanged(now=self._loop.time(), settings=loaded.settings))
+
+    # -------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return status_document(
+            self._machine.snapshot(),
+            mono_now=self._loop.time(),
+            epoch_now=time.time(),
+            extra={
+                "pid": os.getpid(),
+                "client_id": self._settings.client_id,
+                "config_files": [str(f) for f in self._loaded.files],
+                "started": self._started_epoch,
+            },
+        )
