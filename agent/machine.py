@@ -426,7 +426,13 @@ class Machine:
             self._connect_sent_by = now
         self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
         self._note_failed_failback(now)
-        if event.failure is FailureKind.JITR_HANGUP and self._retry_jitr(now, attempt):
+        # A failback goes to a region that knew us before the outage, so a
+        # hang-up there is the region dying mid-handshake, not JITR: return.
+        if (
+            event.failure is FailureKind.JITR_HANGUP
+            and attempt.why is not Why.FAILBACK
+            and self._retry_jitr(now, attempt)
+        ):
             return
         self._report(
             Level.WARNING,

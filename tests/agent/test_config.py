@@ -16,7 +16,16 @@ from iotdr.agent.endpoints import (
     with_region,
 )
 from iotdr.agent.main import main
-from iotdr.agent.settings import ConfigError, ProbeDepth
+from iotdr.agent.settings import (
+    BackoffSettings,
+    ConfigError,
+    ConnectionSettings,
+    DnsSettings,
+    FailbackSettings,
+    HeartbeatSettings,
+    JitrSettings,
+    ProbeDepth,
+)
 
 BASE = """
 client_id: dev-1
@@ -148,3 +157,15 @@ def test_bad_txt_is_refused(text: str) -> None:
 def test_good_txt() -> None:
     roles = parse_region_roles('{"primary": "us-east-1", "secondary": "us-west-2"}')
     assert (roles.primary, roles.secondary) == ("us-east-1", "us-west-2")
+
+
+def test_example_config_documents_the_real_defaults() -> None:
+    example = Path(__file__).parents[2] / "config" / "agent.example.yaml"
+    settings = load([example]).settings
+    assert settings.dns == DnsSettings()
+    assert settings.connection == ConnectionSettings()
+    assert settings.backoff == BackoffSettings()
+    assert settings.failback == FailbackSettings()
+    assert settings.jitr == JitrSettings()
+    assert settings.heartbeat == HeartbeatSettings()
+    assert settings.log_level == "info"

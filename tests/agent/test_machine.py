@@ -168,6 +168,22 @@ def test_attempt_without_answer_is_abandoned_at_its_deadline() -> None:
     assert ArmTimer(timer=TimerName.RECONNECT, at=27.6) in commands
 
 
+def test_failback_attempt_hung_up_returns_instead_of_jitr_retrying() -> None:
+    """The primary dying mid-handshake looks like a JITR hang-up; during a
+    failback the agent goes straight back to where it came from."""
+    world = started_world(failback__probe_interval_s=1.0, failback__stability_window_s=2.0)
+    world.set_health(PRIMARY, Health.REFUSING)
+    world.run_until(world.now + 2.0)
+    assert world.connected_to() == SECONDARY
+    world.set_health(PRIMARY, Health.UP)
+    world.jitr_pending[PRIMARY] = world.now + 100.0  # hangs up after TLS from now on
+    world.run_until(world.now + 8.0)
+    assert world.failback_times
+    assert world.connected_to() == SECONDARY
+    retries = [a for a in world.attempts if a.why is Why.JITR_RETRY]
+    assert not retries
+
+
 def test_stale_result_for_abandoned_attempt_is_ignored() -> None:
     machine, attempt = connected_machine()
     machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
