@@ -1,0 +1,102 @@
+"""Mosquitto configurations: the two regions in each of their modes, the local broker.
+
+A region's faults decide its configuration, and a fault that changes it
+restarts the region's broker with the new file:
+- normal: mutual TLS on the region address, the certificate's CN is the
+  MQTT username (AWS IoT identifies things by certificate too);
+- tls-bad: the server certificate comes from the rogue CA;
+- auth-reject: TLS still completes, but the identity is no longer taken
+  from the certificate and anonymous clients are refused, so every CONNECT
+  gets CONNACK "not authorized";
+- behind the JITR gate: the gate terminates TLS on the region address and
+  the broker listens in plain MQTT on an internal port.
+"""
+
+import base64
+import hashlib
+import secrets
+
+from iotdr.testbed.layout import Layout
+from iotdr.testbed.pki import rogue_name
+from iotdr.testbed.state import RegionFaults
+from iotdr.testbed.topology import (
+    GATE_UPSTREAM_PORT,
+    LOCAL_ADDRESS,
+    LOCAL_PORT,
+    REGION_PORT,
+    RegionSpec,
+)
+
+# Mosquitto drops root privileges to user `mosquitto` by default, which could
+# then not read the testbed's keys (mode 0600, owned by root).
+_COMMON = """\
+user root
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+log_timestamp true
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+"""
+# A user nobody has the password of: the password file must name someone for
+# mosquitto to check passwords at all.
+_NOBODY = "iotdr-nobody"
+# mosquitto's "$7$" format: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt.
+_PBKDF2_ITERATIONS = 101
+
+
+def server_cert_name(region: RegionSpec, faults: RegionFaults) -> str:
+    """PKI file stem of the certificate the region presents."""
+    return rogue_name(region) if faults.tls_bad else region.name
+
+
+def _auth(layout: Layout, faults: RegionFaults, *, identity_from_cert: bool) -> str:
+    if faults.auth_reject:
+        return (
+            "use_identity_as_username false\n"
+            "allow_anonymous false\n"
+            f"password_file {layout.password_file}\n"
+        )
+    if identity_from_cert:
+        return "use_identity_as_username true\nallow_anonymous false\n"
+    # Behind the gate the broker no longer sees certificates; the gate has
+    # already authenticated the client.
+    return "allow_anonymous true\n"
+
+
+def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> str:
+    header = f"# {region.name} ({region.role}), faults: {faults.describe() or 'none'}\n"
+    if faults.jitr_delay_s is not None:
+        listener = f"listener {GATE_UPSTREAM_PORT} {region.address}\n"
+        return header + _COMMON + listener + _auth(layout, faults, identity_from_cert=False)
+    cert_name = server_cert_name(region, faults)
+    listener = (
+        f"listener {REGION_PORT} {region.address}\n"
+        f"cafile {layout.pem('ca')}\n"
+        f"certfile {layout.pem(cert_name)}\n"
+        f"keyfile {layout.key(cert_name)}\n"
+        "require_certificate true\n"
+    )
+    return header + _COMMON + listener + _auth(layout, faults, identity_from_cert=True)
+
+
+def local_config() -> str:
+    return (
+        "# local broker for gateway publishers: plain MQTT, anyone may connect\n"
+        + _COMMON
+        + f"listener {LOCAL_PORT} {LOCAL_ADDRESS}\nallow_anonymous true\n"
+    )
+
+
+def write_password_file(layout: Layout) -> None:
+    salt = secrets.token_bytes(12)
+    password = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha512", password, salt, _PBKDF2_ITERATIONS)
+    encoded_salt = base64.b64encode(salt).decode()
+    encoded_digest = base64.b64encode(digest).decode()
+    layout.password_file.write_text(
+        f"{_NOBODY}:$7${_PBKDF2_ITERATIONS}${encoded_salt}${encoded_digest}\n"
+    )

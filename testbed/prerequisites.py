@@ -1,0 +1,46 @@
+"""Finds the programs the testbed runs and says plainly what is missing."""
+
+import os
+import shutil
+from dataclasses import dataclass
+
+from iotdr.testbed.errors import PrerequisiteError
+
+# Debian installs daemons in sbin, which a non-login root shell may lack.
+_SEARCH_PATH = os.pathsep.join(
+    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
+)
+_INSTALL_HINT = "run ./scripts/install-deps or apt-get install"
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """Absolute paths of the programs a testbed runs."""
+
+    ip: str
+    iptables: str
+    mosquitto: str
+    knotd: str
+    knotc: str
+
+
+def _find(program: str, package: str) -> str:
+    path = shutil.which(program, path=_SEARCH_PATH)
+    if path is None:
+        raise PrerequisiteError(f"{program} not found: {_INSTALL_HINT} {package}")
+    return path
+
+
+def find_tools() -> Tools:
+    """Checks root and every program; raises PrerequisiteError with a one-line fix."""
+    if os.geteuid() != 0:
+        raise PrerequisiteError(
+            "the testbed needs root: it creates network namespaces and iptables rules"
+        )
+    return Tools(
+        ip=_find("ip", "iproute2"),
+        iptables=_find("iptables", "iptables"),
+        mosquitto=_find("mosquitto", "mosquitto"),
+        knotd=_find("knotd", "knot"),
+        knotc=_find("knotc", "knot"),
+    )
