@@ -1,0 +1,1 @@
+"""The `iotdr` command: testbed, demo and tools."""

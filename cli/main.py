@@ -1,0 +1,36 @@
+"""`iotdr`: the testbed, the demo and tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from iotdr.cli.demo import run_demo
+from iotdr.testbed import commands as testbed_commands
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iotdr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    testbed_commands.register(sub)
+    demo = sub.add_parser(
+        "demo", help="fail a local two-region testbed over and back, with timings"
+    )
+    demo.add_argument("--dir", help="working directory (default: a temporary one)")
+    demo.add_argument("--keep", action="store_true", help="leave the testbed running")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(args.dir, keep=args.keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
