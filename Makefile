@@ -21,6 +21,7 @@ typecheck: setup
 	mkdir -p build/typecheck/iotdr
 	for p in agent testbed cli; do ln -sfn $(CURDIR)/$$p build/typecheck/iotdr/$$p; done
 	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p iotdr.agent -p iotdr.testbed -p iotdr.cli -p tests
+	MYPYPATH=build/typecheck $(VENV)/bin/mypy bench
 
 unit: setup
 	$(PY) -m pytest -m "not testbed" -q
