@@ -120,13 +120,15 @@ class CloudConnection:
         self,
         settings: Settings,
         transport: Transport,
+        *,
+        tls_ctx: io.ClientTlsContext,
         post: Post,
         clock: Clock,
         on_message: MessageHandler | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
-        self._tls_ctx = transport.tls_context(settings.tls)
+        self._tls_ctx = tls_ctx
         self._post = post
         self._clock = clock
         self._on_message = on_message
@@ -134,10 +136,10 @@ class CloudConnection:
         self._session: _Session | None = None
         self._stopping: list[mqtt5.Client] = []
 
-    def reconfigure(self, settings: Settings) -> None:
+    def reconfigure(self, settings: Settings, tls_ctx: io.ClientTlsContext) -> None:
         """New settings apply from the next connection (the core reconnects
         when the identity changed)."""
-        self._tls_ctx = self._transport.tls_context(settings.tls)
+        self._tls_ctx = tls_ctx
         self._settings = settings
 
     # -- commands -------------------------------------------------------

@@ -113,7 +113,14 @@ class Daemon:
 
         transport = Transport()
         self._transport = transport
-        self._cloud = CloudConnection(settings, transport, self._post_threadsafe, time.monotonic)
+        self._crt_tls = transport.tls_context(settings.tls)
+        self._cloud = CloudConnection(
+            settings,
+            transport,
+            tls_ctx=self._crt_tls,
+            post=self._post_threadsafe,
+            clock=time.monotonic,
+        )
         self._resolver = make_resolver(settings.dns)
         self._ssl = probes.tls_context(settings)
         control = ControlServer(settings.control_socket, self.status)
@@ -223,7 +230,12 @@ class Daemon:
     async def _probe(self, command: Probe) -> None:
         try:
             await probes.probe(
-                command.endpoint, command.depth, self._settings, self._transport, self._ssl
+                command.endpoint,
+                command.depth,
+                settings=self._settings,
+                transport=self._transport,
+                context=self._ssl,
+                crt_tls=self._crt_tls,
             )
         except probes.ProbeFailedError as exc:
             log.debug("probe %s: %s %s", command.endpoint, exc.kind.value, exc.detail)
@@ -258,6 +270,8 @@ class Daemon:
         future = self._cloud.publish(topic, payload, qos=1)
 
         def done(fut: Any) -> None:
+            if fut.cancelled():
+                return
             exc = fut.exception()
             if exc is None:
                 return
@@ -281,7 +295,7 @@ class Daemon:
             loaded = load_for(self._config, self._root)
             check_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
             ssl_context = probes.tls_context(loaded.settings)
-            self._cloud.reconfigure(loaded.settings)
+            crt_tls = self._transport.tls_context(loaded.settings.tls)
         except (ConfigError, OSError, ValueError) as exc:
             log.error("configuration NOT changed: %s", exc)
             return
@@ -290,7 +304,9 @@ class Daemon:
             return
         if loaded.settings.control_socket != self._settings.control_socket:
             log.warning("control_socket changes take effect after a restart")
+        self._cloud.reconfigure(loaded.settings, crt_tls)
         self._loaded, self._settings, self._ssl = loaded, loaded.settings, ssl_context
+        self._crt_tls = crt_tls
         self._resolver = make_resolver(loaded.settings.dns)
         self._dispatch(ConfigChanged(now=self._loop.time(), settings=loaded.settings))
 

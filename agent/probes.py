@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import ssl
 
-from awscrt import mqtt5
+from awscrt import io, mqtt5
 
 from iotdr.agent.cloud_mqtt import Transport, error_name
 from iotdr.agent.endpoints import Endpoint
@@ -53,7 +53,9 @@ async def _tcp_or_tls(endpoint: Endpoint, context: ssl.SSLContext | None) -> Non
         await writer.wait_closed()
 
 
-async def _mqtt(endpoint: Endpoint, settings: Settings, transport: Transport) -> None:
+async def _mqtt(
+    endpoint: Endpoint, settings: Settings, transport: Transport, crt_tls: io.ClientTlsContext
+) -> None:
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future[str | None] = loop.create_future()
 
@@ -64,9 +66,7 @@ async def _mqtt(endpoint: Endpoint, settings: Settings, transport: Transport) ->
 
         loop.call_soon_threadsafe(resolve)
 
-    options = transport.client_options(
-        settings, transport.tls_context(settings.tls), endpoint, f"{settings.client_id}-probe"
-    )
+    options = transport.client_options(settings, crt_tls, endpoint, f"{settings.client_id}-probe")
     options.on_lifecycle_event_connection_success_fn = lambda _d: settle(None)
     options.on_lifecycle_event_connection_failure_fn = lambda d: settle(error_name(d.exception))
     client = mqtt5.Client(options)
@@ -82,9 +82,11 @@ async def _mqtt(endpoint: Endpoint, settings: Settings, transport: Transport) ->
 async def probe(
     endpoint: Endpoint,
     depth: ProbeDepth,
+    *,
     settings: Settings,
     transport: Transport,
     context: ssl.SSLContext,
+    crt_tls: io.ClientTlsContext,
 ) -> None:
     """Return if healthy; raise ProbeFailedError saying why not."""
     timeout = settings.failback.probe_timeout_s
@@ -95,6 +97,6 @@ async def probe(
             elif depth is ProbeDepth.TLS:
                 await _tcp_or_tls(endpoint, context)
             else:
-                await _mqtt(endpoint, settings, transport)
+                await _mqtt(endpoint, settings, transport, crt_tls)
     except TimeoutError:
         raise ProbeFailedError(FailureKind.TIMEOUT, f"no answer in {timeout} s") from None

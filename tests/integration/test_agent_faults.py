@@ -8,8 +8,10 @@ generous limits and never assert on durations: those live in bench/.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -147,9 +149,11 @@ def test_jitr_hangup_on_secondary_during_failover(testbed: TwoRegions) -> None:
     secondary.stop()
 
 
-def test_failback_after_recovery(testbed: TwoRegions) -> None:
+@pytest.mark.parametrize("depth", ["tcp", "tls", "mqtt"])
+def test_failback_after_recovery(testbed: TwoRegions, depth: str) -> None:
     primary = observe(testbed, "primary")
-    with started(testbed, FAST_FAILBACK) as agent:
+    overrides = {"failback": {**FAST_FAILBACK["failback"], "probe_depth": depth}}
+    with started(testbed, overrides) as agent:
         testbed.kill_region("primary")
         agent.wait_connected("region-b")
         testbed.restore_region("primary")
@@ -191,6 +195,40 @@ def test_flapping_primary_does_not_make_the_agent_flap(testbed: TwoRegions) -> N
         agent.wait_connected("region-a", timeout=40.0)
 
 
+def _threads_and_fds(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:"))
+    )
+    return threads, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_reconnects_leak_no_threads_or_sockets(testbed: TwoRegions) -> None:
+    """One event loop group serves every connection: moving the connection
+    back and forth leaves thread and descriptor counts where they were."""
+    with started(testbed, {"dns": {"max_ttl_s": 1.0}}) as agent:
+        assert agent.process is not None
+        agent.wait_for(lambda s: s["last_dns"] is not None, 20.0, "a DNS answer")
+        hosts = {"region-a": testbed.info.primary.host, "region-b": testbed.info.secondary.host}
+
+        def move(times: int) -> None:
+            for i in range(times):
+                region = "region-b" if i % 2 == 0 else "region-a"
+                testbed.set_cname(hosts[region])
+                agent.wait_connected(region)
+
+        # The CRT's host resolver keeps a thread per host name it has seen:
+        # count after both hosts were used, so only per-connection leaks show.
+        move(2)
+        before = _threads_and_fds(agent.process.pid)
+        move(10)
+        status = agent.wait_connected("region-a")
+        assert status["failovers"] == 12
+        threads, fds = _threads_and_fds(agent.process.pid)
+        assert threads == before[0]
+        assert fds <= before[1] + 2  # a DNS or probe socket may be open right now
+
+
 def test_sighup_with_broken_config_keeps_running(testbed: TwoRegions) -> None:
     with started(testbed) as agent:
         good = agent.config_path.read_text()
@@ -216,6 +254,7 @@ def test_sigterm_stops_cleanly_and_notifies_systemd(testbed: TwoRegions, tmp_pat
         messages = [notify.recv(4096).decode()]
         while not any("READY=1" in m for m in messages):
             messages.append(notify.recv(4096).decode())
+        assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o600
         agent.signal(signal.SIGTERM)
         assert agent.process is not None
         assert agent.process.wait(30.0) == 0
