@@ -296,10 +296,7 @@ class Daemon:
             check_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
             ssl_context = probes.tls_context(loaded.settings)
             crt_tls = self._transport.tls_context(loaded.settings.tls)
-        except (ConfigError, OSError, ValueError) as exc:
-            log.error("configuration NOT changed: %s", exc)
-            return
-        except Exception as exc:  # the CRT rejects a certificate it cannot load
+        except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
             log.error("configuration NOT changed: %s", exc)
             return
         if loaded.settings.control_socket != self._settings.control_socket:
