@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -171,7 +171,13 @@ class CloudConnection:
         if current is not None and current.attempt == attempt:
             self._close_current()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> Future[Any]:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        user_properties: Sequence[tuple[str, str]] = (),
+    ) -> Future[Any]:
         """Publish on the current connection; the future fails with the CRT
         error (e.g. AWS_ERROR_MQTT_TIMEOUT when no PUBACK came in time)."""
         with self._lock:
@@ -180,7 +186,13 @@ class CloudConnection:
             failed: Future[Any] = Future()
             failed.set_exception(ConnectionError("not connected"))
             return failed
-        packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS(qos))
+        packet = mqtt5.PublishPacket(
+            topic=topic,
+            payload=payload,
+            qos=mqtt5.QoS(qos),
+            user_properties=[mqtt5.UserProperty(name=n, value=v) for n, v in user_properties]
+            or None,
+        )
         future: Future[Any] = session.client.publish(packet)
         return future
 

@@ -20,10 +20,13 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from iotdr.agent import probes
+from iotdr.agent.bridge import Bridge
 from iotdr.agent.cloud_mqtt import CloudConnection, Transport, error_name
 from iotdr.agent.commands import (
     ArmTimer,
@@ -43,8 +46,8 @@ from iotdr.agent.dns_lookup import lookup, make_resolver
 from iotdr.agent.events import (
     ConfigChanged,
     Event,
-    HeartbeatFailed,
     ProbeCompleted,
+    PublishFailed,
     Started,
     StopRequested,
     TimerFired,
@@ -114,13 +117,25 @@ class Daemon:
         transport = Transport()
         self._transport = transport
         self._crt_tls = transport.tls_context(settings.tls)
+        self._bridge: Bridge | None = None
+        if settings.bridge.enabled:
+            self._bridge = Bridge(
+                settings.bridge,
+                settings.client_id,
+                Path(settings.state_dir),
+                publish=self._bridge_publish,
+                trouble=self._bridge_trouble,
+            )
         self._cloud = CloudConnection(
             settings,
             transport,
             tls_ctx=self._crt_tls,
             post=self._post_threadsafe,
             clock=time.monotonic,
+            on_message=self._bridge.on_cloud_message if self._bridge else None,
         )
+        if self._bridge is not None:
+            self._bridge.start()
         self._resolver = make_resolver(settings.dns)
         self._ssl = probes.tls_context(settings)
         control = ControlServer(settings.control_socket, self.status)
@@ -149,6 +164,8 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bridge is not None:
+            self._bridge.stop()
         self._cloud.close()
         await control.stop()
         log.info("stopped")
@@ -176,6 +193,32 @@ class Daemon:
         self._filter.endpoint = str(endpoint) if endpoint else "-"
         self._filter.region = (endpoint.region or "-") if endpoint else "-"
         notify(f"STATUS={self._state_line()}")
+        if self._bridge is None:
+            return
+        attempt = self._cloud.connected_attempt if snapshot.connected else None
+        if attempt is None:
+            self._bridge.on_disconnected()
+            return
+        # Commands and shadows: subscribe in every region we land in.
+        for mapping in self._settings.bridge.from_cloud:
+            self._cloud.subscribe(mapping.filter)
+        self._bridge.on_connected(attempt)
+
+    def _bridge_publish(
+        self, topic: str, payload: bytes, qos: int, properties: Sequence[tuple[str, str]]
+    ) -> Future[Any]:
+        return self._cloud.publish(topic, payload, qos, properties)
+
+    def _bridge_trouble(self, attempt: int, exc: BaseException) -> None:
+        """A forwarded message got no PUBACK (spool worker thread)."""
+        kind = self._cloud.failure_kind_of(exc)
+        if isinstance(exc, ConnectionError):
+            return  # the connection is already gone; its loss is reported
+        self._post_threadsafe(
+            PublishFailed(
+                now=time.monotonic(), attempt=attempt, failure=kind, detail=error_name(exc)
+            )
+        )
 
     def _state_line(self) -> str:
         snapshot = self._machine.snapshot()
@@ -280,7 +323,7 @@ class Daemon:
             if isinstance(exc, ConnectionError):
                 kind = FailureKind.OTHER  # not connected any more: the loss is reported
             self._post_threadsafe(
-                HeartbeatFailed(
+                PublishFailed(
                     now=time.monotonic(), attempt=command.attempt, failure=kind, detail=name
                 )
             )
@@ -319,5 +362,6 @@ class Daemon:
                 "client_id": self._settings.client_id,
                 "config_files": [str(f) for f in self._loaded.files],
                 "started": self._started_epoch,
+                **({"bridge": self._bridge.status()} if self._bridge else {}),
             },
         )

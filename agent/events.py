@@ -67,8 +67,9 @@ class ConnectionLost(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HeartbeatFailed(Event):
-    """A heartbeat PUBLISH was not acknowledged; a timeout means the path is dead."""
+class PublishFailed(Event):
+    """A QoS 1 PUBLISH (heartbeat or forwarded message) was not acknowledged;
+    a timeout means the path is dead."""
 
     attempt: int
     failure: FailureKind

@@ -20,7 +20,7 @@ the heartbeat.
   CONNECTING --ConnectSucceeded--> CONNECTED
   CONNECTING --ConnectFailed--> CONNECTING (next endpoint of the round)
                               | WAITING (JITR retry, backoff, CONNECT spacing)
-  CONNECTED --ConnectionLost/HeartbeatFailed--> CONNECTING | WAITING
+  CONNECTED --ConnectionLost/PublishFailed--> CONNECTING | WAITING
   WAITING --TimerFired(reconnect)--> CONNECTING
   any --StopRequested--> STOPPED
 
@@ -73,8 +73,8 @@ from iotdr.agent.events import (
     DnsAnswered,
     DnsFailed,
     Event,
-    HeartbeatFailed,
     ProbeCompleted,
+    PublishFailed,
     Started,
     StopRequested,
     TimerFired,
@@ -113,7 +113,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], str] = {
     (State.CONNECTING, ConnectFailed): "_connect_failed",
     (State.CONNECTING, TimerFired): "_attempt_timer",
     (State.CONNECTED, ConnectionLost): "_lost",
-    (State.CONNECTED, HeartbeatFailed): "_heartbeat_failed",
+    (State.CONNECTED, PublishFailed): "_publish_failed",
     (State.WAITING, TimerFired): "_reconnect_timer",
 }
 
@@ -463,7 +463,7 @@ class Machine:
         return True
 
     def _lost(self, event: Event) -> None:
-        assert isinstance(event, ConnectionLost | HeartbeatFailed)
+        assert isinstance(event, ConnectionLost | PublishFailed)
         attempt = self._attempt
         if attempt is None or event.attempt != attempt.id:
             return
@@ -485,12 +485,12 @@ class Machine:
             order = [attempt.endpoint, *others]
         self._begin_round(now, order, Why.FAILOVER, spread=True)
 
-    def _heartbeat_failed(self, event: Event) -> None:
-        assert isinstance(event, HeartbeatFailed)
+    def _publish_failed(self, event: Event) -> None:
+        assert isinstance(event, PublishFailed)
         if self._attempt is None or event.attempt != self._attempt.id:
             return
         if event.failure is not FailureKind.TIMEOUT:
-            self._report(Level.WARNING, f"heartbeat publish failed: {event.detail}")
+            self._report(Level.WARNING, f"publish failed: {event.detail}")
             return
         # The connection may still look open to the client: close it first.
         self._emit(Disconnect(attempt=event.attempt))

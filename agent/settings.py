@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from iotdr.agent.bridge_settings import BridgeSettings, parse_bridge
+
 T = TypeVar("T")
 
 # AWS IoT Core accepts MQTT keep alive values from 30 to 1200 seconds.
@@ -134,6 +136,7 @@ class Settings:
     failback: FailbackSettings = field(default_factory=FailbackSettings)
     jitr: JitrSettings = field(default_factory=JitrSettings)
     heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
     control_socket: str = DEFAULT_CONTROL_SOCKET
     state_dir: str = DEFAULT_STATE_DIR
     log_level: str = "info"
@@ -163,6 +166,16 @@ class _Reader:
 
     def has(self, name: str) -> bool:
         return self._data.get(name) is not None
+
+    def item(self, name: str, index: int, value: Any) -> _Reader:
+        """A mapping inside a list, e.g. bridge.to_cloud[2]."""
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                self._source,
+                f"{self.key(name)}[{index}]",
+                f"must be a mapping, got {type(value).__name__}",
+            )
+        return _Reader(value, self._source, f"{self.key(name)}[{index}].")
 
     def section(self, name: str) -> _Reader:
         value = self.raw(name)
@@ -378,6 +391,10 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     )
     hb_reader.reject_unknown()
 
+    bridge_reader = top.section("bridge")
+    bridge = parse_bridge(bridge_reader)
+    bridge_reader.reject_unknown()
+
     settings = Settings(
         client_id=top.string("client_id"),
         tls=tls,
@@ -385,6 +402,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
         secondary=secondary,
         jitr=jitr,
         heartbeat=heartbeat,
+        bridge=bridge,
         control_socket=top.string("control_socket", DEFAULT_CONTROL_SOCKET),
         state_dir=top.string("state_dir", DEFAULT_STATE_DIR),
         log_level=top.choice("log_level", "info", LOG_LEVELS),

@@ -83,10 +83,22 @@ def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> s
     return header + _COMMON + listener + _auth(layout, faults, identity_from_cert=True)
 
 
-def local_config() -> str:
+def local_config(layout: Layout) -> str:
+    """The gateway's broker. It keeps the agent's persistent session and the
+    messages queued for it across restarts (persistence, saved every second
+    and at shutdown), and queues without limit while the agent applies
+    back-pressure: mosquitto's default max_queued_messages of 1000 would
+    drop the rest, which a gateway must not."""
+    store = layout.mosquitto / "local-store"
+    store.mkdir(parents=True, exist_ok=True)
     return (
         "# local broker for gateway publishers: plain MQTT, anyone may connect\n"
-        + _COMMON
+        + _COMMON.replace("persistence false\n", "")
+        + "persistence true\n"
+        + f"persistence_location {store}/\n"
+        + "autosave_interval 1\n"
+        + "max_queued_messages 0\n"
+        + "max_queued_bytes 0\n"
         + f"listener {LOCAL_PORT} {LOCAL_ADDRESS}\nallow_anonymous true\n"
     )
 

@@ -80,4 +80,13 @@ def stop_region(rt: Runtime, region: RegionState, *, crash: bool) -> RegionState
 
 
 def start_local(rt: Runtime) -> int:
-    return _start_mosquitto(rt, "local", mosquitto.local_config(), LOCAL_ADDRESS, LOCAL_PORT)
+    return _start_mosquitto(
+        rt, "local", mosquitto.local_config(rt.layout), LOCAL_ADDRESS, LOCAL_PORT
+    )
+
+
+def restart_local(rt: Runtime, pid: int, *, crash: bool) -> int:
+    """Stops the local broker (SIGTERM saves its store; SIGKILL does not) and
+    starts it again; returns the new pid."""
+    processes.stop([pid], rt.netns_inode, kill_at_once=crash)
+    return start_local(rt)

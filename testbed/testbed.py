@@ -183,6 +183,12 @@ class Testbed(AbstractContextManager["Testbed"]):
 
     # -- region faults -------------------------------------------------------
 
+    def restart_local(self, *, crash: bool = False) -> None:
+        """Restarts the gateway's local broker (a crash skips its final save)."""
+        with self._locked() as state:
+            pid = regions.restart_local(self._rt, self.info.local.pid, crash=crash)
+            self._commit(state, local_pid=pid)
+
     def kill_region(self, role: str) -> None:
         """SIGKILLs the region (broker and JITR gate): connections are refused."""
         which = resolve_role(role)

@@ -1,0 +1,380 @@
+"""Gateway bridge: local broker -> disk spool -> active region, and cloud
+commands back to the local broker.
+
+Delivery is at least once, end to end:
+- local side: an MQTT 5 persistent session (clean start off, long session
+  expiry) with manual acknowledgement; a local message is acknowledged only
+  after the spool batch holding it committed, so the local broker keeps and
+  redelivers whatever the spool does not hold (agent crash, full spool);
+- cloud side: messages go out in spool order, at most `inflight_window`
+  awaiting PUBACK; a message leaves the spool only on its PUBACK; after any
+  new connection (failover, failback) everything not acknowledged is sent
+  again to the new region. Each carries a message id (an MQTT 5 user
+  property) so consumers can drop duplicates.
+
+One worker thread owns the spool and makes every spool decision; the paho
+network thread and the CRT's threads only put items in its inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotdr.agent.aws_limits import limit_violation
+from iotdr.agent.bridge_settings import BridgeSettings, ToCloud
+from iotdr.agent.spool import DeadLetter, Incoming, Spool, SpoolFullError, Stored
+
+log = logging.getLogger(__name__)
+
+# publish(topic, payload, qos, user_properties) -> future of the PUBACK
+CloudPublish = Callable[[str, bytes, int, Sequence[tuple[str, str]]], "Future[Any]"]
+# A publish failed without a PUBACK (timeout, connection gone): tell the core.
+PublishTrouble = Callable[[int, BaseException], None]
+# PUBACK reason codes below 0x80 are successes (MQTT 5, 3.4.2.1).
+_PUBACK_ERROR = 0x80
+
+
+@dataclass(slots=True)
+class BridgeCounters:
+    received: int = 0  # messages delivered by the local broker
+    spooled: int = 0  # durably stored and acknowledged locally
+    forwarded: int = 0  # PUBLISHes sent to the cloud (resends included)
+    acknowledged: int = 0  # PUBACKs that removed a message from the spool
+    dead_lettered: int = 0
+    dropped_qos0: int = 0
+    backpressure: int = 0  # times the spool was full and local acks stopped
+    commands: int = 0  # cloud -> local messages delivered
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A local message delivered to us, not yet in the spool."""
+
+    mid: int
+    qos: int
+    incoming: Incoming | None = None
+    dead: DeadLetter | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.incoming.payload) if self.incoming else 0
+
+
+@dataclass(slots=True)
+class _Forwarding:
+    attempt: int | None = None  # the cloud connection we forward on
+    last_sent_id: int = 0
+    inflight: set[int] = field(default_factory=set)
+
+
+class Bridge:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        client_id: str,
+        state_dir: Path,
+        publish: CloudPublish,
+        trouble: PublishTrouble,
+    ) -> None:
+        self._settings = settings
+        self._publish = publish
+        self._trouble = trouble
+        path = Path(settings.spool.path) if settings.spool.path else state_dir / "spool.sqlite"
+        self._spool_path = path
+        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.counters = BridgeCounters()
+        self._stats_lock = threading.Lock()
+        self._spool_stats: dict[str, Any] = {}
+        self._pending: list[_Pending] = []
+        self._forwarding = _Forwarding()
+        self._full = False
+        self._ready = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="iotdr-spool", daemon=True)
+        self._local = self._local_client(client_id)
+
+    # -- lifecycle (daemon thread) ---------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+        self._ready.wait(30.0)
+        s = self._settings
+        with_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        with_props.SessionExpiryInterval = 0xFFFFFFFF  # keep queuing while we are away
+        with_props.ReceiveMaximum = s.local_receive_maximum
+        self._local.connect_async(
+            s.local_host, s.local_port, keepalive=30, clean_start=False, properties=with_props
+        )
+        self._local.loop_start()
+
+    def stop(self) -> None:
+        self._local.disconnect()
+        self._local.loop_stop()
+        self._inbox.put(("stop",))
+        self._worker.join(30.0)
+
+    def on_connected(self, attempt: int) -> None:
+        self._inbox.put(("connected", attempt))
+
+    def on_disconnected(self) -> None:
+        self._inbox.put(("disconnected",))
+
+    def on_cloud_message(self, topic: str, payload: bytes) -> None:
+        """A command or shadow message from the active region (CRT thread)."""
+        for mapping in self._settings.from_cloud:
+            if mqtt.topic_matches_sub(mapping.filter, topic):
+                self._local.publish(mapping.local_topic(topic), payload, qos=1)
+                with self._stats_lock:
+                    self.counters.commands += 1
+                return
+
+    def status(self) -> dict[str, Any]:
+        with self._stats_lock:
+            spool = dict(self._spool_stats)
+            counters = self.counters.as_dict()
+        oldest = spool.pop("oldest_enqueued_at", None)
+        spool["oldest_age_s"] = None if oldest is None else round(time.time() - oldest, 3)
+        return {"spool": spool, **counters, "pending_local": len(self._pending)}
+
+    # -- local side (paho thread) ------------------------------------------
+
+    def _local_client(self, client_id: str) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._settings.local_client_id or f"{client_id}-bridge",
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        client.reconnect_delay_set(1, 5)
+        client.on_connect = self._local_connected
+        client.on_message = self._local_message
+        return client
+
+    def _local_connected(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("local broker refused the bridge: %s", reason)
+            return
+        log.info("bridge connected to the local broker")
+        filters = [(m.filter, 1) for m in self._settings.to_cloud]
+        if filters:
+            client.subscribe(filters)
+
+    def _local_message(
+        self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        self._inbox.put(("local", message.mid, message.qos, message.topic, message.payload))
+
+    # -- the worker: every spool decision ------------------------------------
+
+    def _run(self) -> None:
+        spool = Spool(
+            self._spool_path,
+            max_bytes=self._settings.spool.max_bytes,
+            synchronous=self._settings.spool.synchronous,
+        )
+        self._publish_stats(spool)
+        self._ready.set()
+        try:
+            while self._step(spool):
+                pass
+        finally:
+            spool.close()
+
+    def _step(self, spool: Spool) -> bool:
+        # Room in a full spool only comes with PUBACKs, which arrive here too.
+        items = [self._inbox.get()]
+        # Group commit: whatever queued up meanwhile goes into this batch.
+        batch_size = self._settings.spool.batch_size
+        while len(items) < batch_size:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        acked: list[int] = []
+        for item in items:
+            kind = item[0]
+            if kind == "stop":
+                self._store(spool)
+                return False
+            if kind == "local":
+                self._accept_local(*item[1:])
+            elif kind == "puback":
+                self._puback(spool, item[1], item[2], item[3], acked)
+            elif kind == "connected":
+                self._forwarding = _Forwarding(attempt=item[1])
+            elif kind == "disconnected":
+                self._forwarding = _Forwarding()
+        if acked:
+            removed = spool.delete(acked)
+            with self._stats_lock:
+                self.counters.acknowledged += removed
+        self._store(spool)
+        self._forward(spool)
+        self._publish_stats(spool)
+        return True
+
+    def _accept_local(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
+        with self._stats_lock:
+            self.counters.received += 1
+        mapping = self._mapping_for(topic)
+        if mapping is None:  # a subscription left from an older configuration
+            self._pending.append(_Pending(mid=mid, qos=qos))
+            return
+        cloud_topic = mapping.cloud_topic(topic)
+        problem = limit_violation(cloud_topic, payload, allow_reserved=mapping.allow_reserved)
+        if problem:
+            log.warning("dead letter: %s: %s", cloud_topic, problem)
+            self._pending.append(
+                _Pending(mid=mid, qos=qos, dead=DeadLetter(cloud_topic, payload, problem))
+            )
+            return
+        droppable = qos == 0 and mapping.drop_oldest_qos0
+        # Everything goes to the cloud at QoS 1; "droppable" is a spool policy.
+        self._pending.append(
+            _Pending(mid=mid, qos=qos, incoming=Incoming(cloud_topic, payload, 1, droppable))
+        )
+
+    def _mapping_for(self, topic: str) -> ToCloud | None:
+        for mapping in self._settings.to_cloud:
+            if mqtt.topic_matches_sub(mapping.filter, topic):
+                return mapping
+        return None
+
+    def _store(self, spool: Spool) -> None:
+        """Store what fits, in arrival order, then acknowledge it locally."""
+        if not self._pending:
+            return
+        take, size = 0, 0
+        room = spool.max_bytes - spool.size_bytes
+        for pending in self._pending:
+            if size + pending.size > room:
+                freed = self._make_room(spool, pending, size + pending.size - room)
+                room += freed
+                if size + pending.size > room:
+                    break
+            size += pending.size
+            take += 1
+        batch, self._pending = self._pending[:take], self._pending[take:]
+        if self._pending and not self._full:
+            self._full = True
+            with self._stats_lock:
+                self.counters.backpressure += 1
+            log.warning(
+                "spool full (%d bytes): not acknowledging local messages; the "
+                "local broker holds them until the cloud drains the spool",
+                spool.max_bytes,
+            )
+        elif not self._pending and self._full:
+            self._full = False
+            log.info("spool has room again; accepting local messages")
+        if not batch:
+            return
+        try:
+            spool.append(
+                [p.incoming for p in batch if p.incoming], [p.dead for p in batch if p.dead]
+            )
+        except SpoolFullError:  # sizes moved under us; retry next step
+            self._pending = batch + self._pending
+            return
+        with self._stats_lock:
+            self.counters.spooled += sum(1 for p in batch if p.incoming)
+            self.counters.dead_lettered += sum(1 for p in batch if p.dead)
+        for pending in batch:
+            if pending.qos > 0:
+                self._local.ack(pending.mid, pending.qos)
+
+    def _make_room(self, spool: Spool, pending: _Pending, needed: int) -> int:
+        if not (pending.incoming and pending.incoming.droppable):
+            return 0
+        before = spool.size_bytes
+        dropped = spool.drop_oldest_droppable(pending.size)
+        if dropped:
+            with self._stats_lock:
+                self.counters.dropped_qos0 += dropped
+            log.warning("spool full: dropped %d oldest QoS 0 messages (mapping allows it)", dropped)
+        return max(0, before - spool.size_bytes)
+
+    def _forward(self, spool: Spool) -> None:
+        fwd = self._forwarding
+        if fwd.attempt is None:
+            return
+        room = self._settings.inflight_window - len(fwd.inflight)
+        if room <= 0:
+            return
+        for message in spool.after(fwd.last_sent_id, room):
+            self._send(message, fwd.attempt)
+            fwd.inflight.add(message.id)
+            fwd.last_sent_id = message.id
+
+    def _send(self, message: Stored, attempt: int) -> None:
+        props: tuple[tuple[str, str], ...] = ()
+        if self._settings.message_id_property:
+            props = ((self._settings.message_id_property, message.msg_id),)
+        future = self._publish(message.topic, message.payload, message.qos, props)
+        with self._stats_lock:
+            self.counters.forwarded += 1
+
+        def done(fut: Future[Any], row: int = message.id) -> None:
+            self._inbox.put(("puback", row, attempt, fut))
+
+        future.add_done_callback(done)
+
+    def _puback(
+        self, spool: Spool, row: int, attempt: int, fut: Future[Any], acked: list[int]
+    ) -> None:
+        current = self._forwarding.attempt == attempt
+        if current:
+            self._forwarding.inflight.discard(row)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None or fut.cancelled():
+            # No PUBACK: the message stays and is sent again after reconnect.
+            if current and exc is not None:
+                self._trouble(attempt, exc)
+            return
+        code = _reason_code(fut.result())
+        if code is not None and code >= _PUBACK_ERROR:
+            reason = f"region refused the publish: PUBACK reason code 0x{code:02x}"
+            log.warning("dead letter: row %d: %s", row, reason)
+            spool.move_to_dead_letters(row, reason)
+            with self._stats_lock:
+                self.counters.dead_lettered += 1
+            return
+        acked.append(row)  # delivered (even if on an earlier connection)
+
+    def _publish_stats(self, spool: Spool) -> None:
+        stats = spool.stats()
+        with self._stats_lock:
+            self._spool_stats = {
+                "path": str(spool.path),
+                "depth": stats.depth,
+                "bytes": stats.bytes,
+                "max_bytes": spool.max_bytes,
+                "oldest_enqueued_at": stats.oldest_enqueued_at,
+                "dead_letters": stats.dead_letters,
+                "recovered_from": stats.recovered_from,
+                "full": self._full,
+            }
+
+
+def _reason_code(result: Any) -> int | None:
+    puback = getattr(result, "puback", None)
+    code = getattr(puback, "reason_code", None)
+    return None if code is None else int(code)

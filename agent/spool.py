@@ -1,0 +1,254 @@
+"""The disk spool: messages accepted from local publishers, until the cloud
+acknowledges them.
+
+SQLite in WAL mode. With `synchronous=FULL` (the default) a committed batch
+is fsynced and survives power loss; the bridge acknowledges a local message
+only after the batch holding it committed, so the local broker keeps (and
+redelivers) anything the spool does not durably hold. A size cap turns into
+back-pressure, never a silent drop. A spool file SQLite cannot read is moved
+aside loudly and a fresh one started, so a corrupt file never stops the
+gateway.
+
+One thread owns a Spool (sqlite3 connections are bound to their thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    droppable INTEGER NOT NULL DEFAULT 0,
+    msg_id TEXT NOT NULL,
+    enqueued_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    topic: str  # the cloud topic, after mapping
+    payload: bytes
+    qos: int
+    droppable: bool = False  # QoS 0 under a mapping that allows dropping when full
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    payload: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    depth: int
+    bytes: int
+    oldest_enqueued_at: float | None
+    dead_letters: int
+    recovered_from: str | None  # where a corrupt file was moved, if one was
+
+
+class SpoolFullError(Exception):
+    """The batch does not fit under the size cap."""
+
+
+class Spool:
+    def __init__(self, path: Path, *, max_bytes: int, synchronous: str = "full") -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.recovered_from: str | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open(path, synchronous)
+        except sqlite3.DatabaseError as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            log.error(
+                "spool %s is unreadable (%s); moved aside to %s, starting a fresh one",
+                path,
+                exc,
+                aside,
+            )
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{path}{suffix}")
+                if source.exists():
+                    source.rename(Path(f"{aside}{suffix}"))
+            self.recovered_from = str(aside)
+            self._db = self._open(path, synchronous)
+        self._bytes, self._depth = self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM messages"
+        ).fetchone()
+        self._dead = int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+
+    @staticmethod
+    def _open(path: Path, synchronous: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            db.executescript(_SCHEMA)
+            # A quick check catches files damaged beyond what opening notices.
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {result}")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes (each one transaction, durable when it returns) -------------
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._bytes)
+
+    @property
+    def depth(self) -> int:
+        return int(self._depth)
+
+    def fits(self, nbytes: int) -> bool:
+        return int(self._bytes) + nbytes <= self.max_bytes
+
+    def append(self, items: Sequence[Incoming], dead: Sequence[DeadLetter] = ()) -> None:
+        """Store a batch (and any dead letters) in one durable commit; raise
+        SpoolFullError and store nothing if the batch does not fit."""
+        size = sum(len(i.payload) for i in items)
+        if items and not self.fits(size):
+            raise SpoolFullError(f"{size} bytes over the cap of {self.max_bytes}")
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO messages (topic, payload, qos, droppable, msg_id, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (i.topic, i.payload, i.qos, int(i.droppable), uuid.uuid4().hex, now)
+                    for i in items
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO dead_letters (topic, payload, reason, at) VALUES (?, ?, ?, ?)",
+                [(d.topic, d.payload, d.reason, now) for d in dead],
+            )
+        self._bytes += size
+        self._depth += len(items)
+        self._dead += len(dead)
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Forget acknowledged messages; returns how many were still here."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._transaction():
+            rows = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages "
+                f"WHERE id IN ({','.join('?' * len(ids))})",
+                ids,
+            ).fetchone()
+            self._db.execute(f"DELETE FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids)
+        self._depth -= rows[0]
+        self._bytes -= rows[1]
+        return int(rows[0])
+
+    def move_to_dead_letters(self, message_id: int, reason: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO dead_letters (topic, payload, reason, at) "
+                "SELECT topic, payload, ?, ? FROM messages WHERE id = ?",
+                (reason, time.time(), message_id),
+            )
+        self._dead += 1
+        self.delete([message_id])
+
+    def drop_oldest_droppable(self, nbytes: int) -> int:
+        """Make room for `nbytes` by dropping the oldest messages their mapping
+        declared droppable (QoS 0 telemetry); returns how many went."""
+        dropped, freed = 0, 0
+        rows = self._db.execute(
+            "SELECT id, LENGTH(payload) FROM messages WHERE droppable = 1 ORDER BY id"
+        ).fetchall()
+        victims = []
+        for row_id, size in rows:
+            if self.fits(nbytes - freed):
+                break
+            victims.append(row_id)
+            freed += size
+            dropped += 1
+        self.delete(victims)
+        return dropped
+
+    # -- reads ---------------------------------------------------------------
+
+    def after(self, last_id: int, limit: int) -> list[Stored]:
+        """The oldest messages with an id above `last_id`, in order."""
+        return [
+            Stored(*row)
+            for row in self._db.execute(
+                "SELECT id, topic, payload, qos, msg_id FROM messages WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (last_id, limit),
+            )
+        ]
+
+    def dead_letters(self, limit: int = 100) -> list[tuple[str, bytes, str]]:
+        return [
+            (t, p, r)
+            for t, p, r in self._db.execute(
+                "SELECT topic, payload, reason FROM dead_letters ORDER BY id LIMIT ?", (limit,)
+            )
+        ]
+
+    def stats(self) -> SpoolStats:
+        # Ids grow with time, so the lowest id is the oldest (a key lookup).
+        row = self._db.execute("SELECT enqueued_at FROM messages ORDER BY id LIMIT 1").fetchone()
+        return SpoolStats(
+            depth=self.depth,
+            bytes=self.size_bytes,
+            oldest_enqueued_at=None if row is None else row[0],
+            dead_letters=self._dead,
+            recovered_from=self.recovered_from,
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

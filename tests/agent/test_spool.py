@@ -1,0 +1,108 @@
+"""The spool, the AWS limits and the bridge mappings, without a broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iotdr.agent.aws_limits import limit_violation
+from iotdr.agent.bridge_settings import FromCloud, ToCloud
+from iotdr.agent.settings import ConfigError, parse_settings
+from iotdr.agent.spool import DeadLetter, Incoming, Spool, SpoolFullError
+
+
+def test_append_survives_reopen_in_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=10_000)
+    spool.append([Incoming("a", b"1", 1), Incoming("b", b"22", 1)])
+    spool.close()
+    again = Spool(tmp_path / "s.sqlite", max_bytes=10_000)
+    stored = again.after(0, 10)
+    assert [(m.topic, m.payload) for m in stored] == [("a", b"1"), ("b", b"22")]
+    assert again.stats().depth == 2 and again.stats().bytes == 3
+    assert len({m.msg_id for m in stored}) == 2
+    assert again.delete([stored[0].id]) == 1
+    assert again.delete([stored[0].id]) == 0  # a second PUBACK changes nothing
+    assert again.stats().depth == 1
+
+
+def test_cap_refuses_whole_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=5000)
+    spool.append([Incoming("a", b"x" * 4000, 1)])
+    with pytest.raises(SpoolFullError):
+        spool.append([Incoming("a", b"x" * 600, 1), Incoming("a", b"x" * 600, 1)])
+    assert spool.stats().depth == 1
+
+
+def test_drop_oldest_only_touches_droppable(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=5000)
+    spool.append(
+        [
+            Incoming("keep", b"x" * 2000, 1),
+            Incoming("tele", b"x" * 2000, 1, True),
+            Incoming("tele", b"x" * 900, 1, True),
+        ]
+    )
+    assert spool.drop_oldest_droppable(1500) == 1
+    assert [m.topic for m in spool.after(0, 10)] == ["keep", "tele"]
+
+
+def test_dead_letters_are_kept_with_reason(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=5000)
+    spool.append([Incoming("a", b"1", 1)], [DeadLetter("bad", b"p", "too big")])
+    spool.move_to_dead_letters(spool.after(0, 1)[0].id, "refused")
+    assert spool.dead_letters() == [("bad", b"p", "too big"), ("a", b"1", "refused")]
+    assert spool.stats().dead_letters == 2 and spool.stats().depth == 0
+
+
+def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"garbage" * 1000)
+    spool = Spool(path, max_bytes=5000)
+    assert spool.recovered_from is not None
+    assert Path(spool.recovered_from).read_bytes().startswith(b"garbage")
+    spool.append([Incoming("a", b"1", 1)])
+    assert spool.stats().depth == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "size", "reserved", "problem"),
+    [
+        ("dt/a", 128 * 1024, False, None),
+        ("dt/a", 128 * 1024 + 1, False, "payload"),
+        ("a/b/c/d/e/f/g/h", 1, False, None),
+        ("a/b/c/d/e/f/g/h/i", 1, False, "slashes"),
+        ("x" * 257, 1, False, "bytes exceeds"),
+        ("dt/+/a", 1, False, "wildcards"),
+        ("$aws/things/t/shadow/update", 1, False, "reserved"),
+        ("$aws/things/t/shadow/update", 1, True, None),
+    ],
+)
+def test_aws_limits(topic: str, size: int, reserved: bool, problem: str | None) -> None:
+    found = limit_violation(topic, b"x" * size, allow_reserved=reserved)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_topic_mapping() -> None:
+    assert (
+        ToCloud(filter="s/#", strip_prefix="s/", add_prefix="dt/gw/").cloud_topic("s/t1")
+        == "dt/gw/t1"
+    )
+    assert (
+        FromCloud(filter="cmd/#", strip_prefix="cmd/dev/", add_prefix="c/").local_topic(
+            "cmd/dev/reboot"
+        )
+        == "c/reboot"
+    )
+
+
+def test_bridge_config_errors_name_the_list_entry() -> None:
+    base = {
+        "client_id": "d",
+        "tls": {"ca_file": "a", "cert_file": "b", "key_file": "c"},
+        "endpoints": {"primary": {"host": "h"}},
+    }
+    with pytest.raises(ConfigError, match=r"bridge.to_cloud\[1\].filter: is required"):
+        parse_settings({**base, "bridge": {"to_cloud": [{"filter": "a/#"}, {"qos": 1}]}}, "f")
+    with pytest.raises(ConfigError, match=r"bridge.to_cloud\[0\].qos: is not a known"):
+        parse_settings({**base, "bridge": {"to_cloud": [{"filter": "a/#", "qos": 1}]}}, "f")
