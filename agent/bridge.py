@@ -71,6 +71,7 @@ class _Pending:
     qos: int
     incoming: Incoming | None = None
     dead: DeadLetter | None = None
+    future: Future[None] | None = None  # an embedded publish waiting for the commit
 
     @property
     def size(self) -> int:
@@ -106,14 +107,17 @@ class Bridge:
         self._forwarding = _Forwarding()
         self._full = False
         self._ready = threading.Event()
+        self._local_started = False
         self._worker = threading.Thread(target=self._run, name="iotdr-spool", daemon=True)
         self._local = self._local_client(client_id)
 
     # -- lifecycle (daemon thread) ---------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, connect_local: bool = True) -> None:
         self._worker.start()
         self._ready.wait(30.0)
+        if not connect_local:
+            return  # embedded: messages come through submit() only
         s = self._settings
         with_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         with_props.SessionExpiryInterval = 0xFFFFFFFF  # keep queuing while we are away
@@ -122,12 +126,25 @@ class Bridge:
             s.local_host, s.local_port, keepalive=30, clean_start=False, properties=with_props
         )
         self._local.loop_start()
+        self._local_started = True
 
     def stop(self) -> None:
-        self._local.disconnect()
-        self._local.loop_stop()
+        if self._local_started:
+            self._local.disconnect()
+            self._local.loop_stop()
         self._inbox.put(("stop",))
         self._worker.join(30.0)
+
+    def submit(self, topic: str, payload: bytes) -> Future[None]:
+        """A message from the program embedding the agent (cloud topic, no
+        mapping). The future completes when it is durably spooled; a message
+        AWS IoT would refuse raises ValueError at once."""
+        problem = limit_violation(topic, payload)
+        if problem:
+            raise ValueError(problem)
+        future: Future[None] = Future()
+        self._inbox.put(("api", future, topic, payload))
+        return future
 
     def on_connected(self, attempt: int) -> None:
         self._inbox.put(("connected", attempt))
@@ -216,6 +233,10 @@ class Bridge:
                 return False
             if kind == "local":
                 self._accept_local(*item[1:])
+            elif kind == "api":
+                self._pending.append(
+                    _Pending(mid=0, qos=0, future=item[1], incoming=Incoming(item[2], item[3], 1))
+                )
             elif kind == "puback":
                 self._puback(spool, item[1], item[2], item[3], acked)
             elif kind == "connected":
@@ -298,7 +319,9 @@ class Bridge:
             self.counters.spooled += sum(1 for p in batch if p.incoming)
             self.counters.dead_lettered += sum(1 for p in batch if p.dead)
         for pending in batch:
-            if pending.qos > 0:
+            if pending.future is not None:
+                pending.future.set_result(None)
+            elif pending.qos > 0:
                 self._local.ack(pending.mid, pending.qos)
 
     def _make_room(self, spool: Spool, pending: _Pending, needed: int) -> int:

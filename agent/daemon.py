@@ -20,10 +20,12 @@ import os
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
+
+from paho.mqtt.client import topic_matches_sub as topic_matches
 
 from iotdr.agent import probes
 from iotdr.agent.bridge import Bridge
@@ -60,6 +62,8 @@ from iotdr.agent.settings import ConfigError, Settings
 from iotdr.agent.status import status_document
 
 log = logging.getLogger("iotdr.agent")
+
+MessageListener = Callable[[str, bytes], None]
 
 _LEVELS = {
     Level.DEBUG: logging.DEBUG,
@@ -104,11 +108,31 @@ class Daemon:
         self._timers: dict[TimerName, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._listeners: list[tuple[str, MessageListener]] = []
         self._started_epoch = time.time()
 
     # ------------------------------------------------------------- run
 
     async def run(self) -> int:
+        """The service: start, serve until SIGTERM/SIGINT, stop."""
+        await self.start()
+        loop = self._loop
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        notify("READY=1", f"STATUS={self._state_line()}")
+        await self._stop.wait()
+        log.info("stopping")
+        notify("STOPPING=1")
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        await self.stop()
+        return 0
+
+    async def start(self, *, embedded: bool = False) -> None:
+        """Start the adapters and the core. `embedded`: a program that is the
+        device hosts the agent; it publishes through the spool directly, so
+        the spool runs even without a local broker bridge."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         settings = self._settings
@@ -118,7 +142,7 @@ class Daemon:
         self._transport = transport
         self._crt_tls = transport.tls_context(settings.tls)
         self._bridge: Bridge | None = None
-        if settings.bridge.enabled:
+        if settings.bridge.enabled or embedded:
             self._bridge = Bridge(
                 settings.bridge,
                 settings.client_id,
@@ -132,19 +156,14 @@ class Daemon:
             tls_ctx=self._crt_tls,
             post=self._post_threadsafe,
             clock=time.monotonic,
-            on_message=self._bridge.on_cloud_message if self._bridge else None,
+            on_message=self._cloud_message,
         )
         if self._bridge is not None:
-            self._bridge.start()
+            self._bridge.start(connect_local=settings.bridge.enabled)
         self._resolver = make_resolver(settings.dns)
         self._ssl = probes.tls_context(settings)
-        control = ControlServer(settings.control_socket, self.status)
-        await control.start()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
-
+        self._control = ControlServer(settings.control_socket, self.status)
+        await self._control.start()
         log.info(
             "iotdr-agent starting (pid %d, client id %s, config %s)",
             os.getpid(),
@@ -152,24 +171,39 @@ class Daemon:
             ", ".join(str(f) for f in self._loaded.files),
         )
         self._dispatch(Started(now=loop.time()))
-        notify("READY=1", f"STATUS={self._state_line()}")
 
-        await self._stop.wait()
-
-        log.info("stopping")
-        notify("STOPPING=1")
-        self._dispatch(StopRequested(now=loop.time()))
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
+    async def stop(self) -> None:
+        """Tear down in the reverse order of start."""
+        self._dispatch(StopRequested(now=self._loop.time()))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._bridge is not None:
             self._bridge.stop()
         self._cloud.close()
-        await control.stop()
+        await self._control.stop()
         log.info("stopped")
-        return 0
+
+    # ----------------------------------------------------- embedding
+
+    def add_cloud_listener(self, topic_filter: str, listener: MessageListener) -> None:
+        """Subscribe in every region the agent lands in; `listener(topic,
+        payload)` runs on a CRT thread."""
+        self._listeners.append((topic_filter, listener))
+
+    def submit(self, topic: str, payload: bytes) -> Future[None]:
+        """Hand a message to the spool; the future completes once it is
+        durably stored (it waits while the spool is full)."""
+        if self._bridge is None:
+            raise RuntimeError("the spool runs only with the bridge or when embedded")
+        return self._bridge.submit(topic, payload)
+
+    def _cloud_message(self, topic: str, payload: bytes) -> None:
+        if self._bridge is not None:
+            self._bridge.on_cloud_message(topic, payload)
+        for topic_filter, listener in self._listeners:
+            if topic_matches(topic_filter, topic):
+                listener(topic, payload)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -200,8 +234,9 @@ class Daemon:
             self._bridge.on_disconnected()
             return
         # Commands and shadows: subscribe in every region we land in.
-        for mapping in self._settings.bridge.from_cloud:
-            self._cloud.subscribe(mapping.filter)
+        filters = [m.filter for m in self._settings.bridge.from_cloud]
+        for topic_filter in [*filters, *(f for f, _ in self._listeners)]:
+            self._cloud.subscribe(topic_filter)
         self._bridge.on_connected(attempt)
 
     def _bridge_publish(

@@ -55,6 +55,7 @@ class AgentRunner:
         self.log_path = directory / f"{name}.log"
         self.write_config(self.config)
         self._env = dict(env or {})
+        self.prefix: list[str] = []  # e.g. ["taskset", "-c", "0"] to pin the agent
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -65,7 +66,15 @@ class AgentRunner:
         return str(self.config["control_socket"])
 
     def start(self) -> AgentRunner:
-        argv = [sys.executable, "-m", "iotdr.agent", "run", "--config", str(self.config_path)]
+        argv = [
+            *self.prefix,
+            sys.executable,
+            "-m",
+            "iotdr.agent",
+            "run",
+            "--config",
+            str(self.config_path),
+        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.testbed.netns_argv(argv),

@@ -28,7 +28,10 @@ from iotdr.testbed.topology import (
 )
 
 # Mosquitto drops root privileges to user `mosquitto` by default, which could
-# then not read the testbed's keys (mode 0600, owned by root).
+# then not read the testbed's keys (mode 0600, owned by root). Queues are
+# unbounded: mosquitto's default of 1000 queued messages per client would
+# drop messages to an observer that falls behind a burst, and to the agent
+# while it applies back-pressure.
 _COMMON = """\
 user root
 persistence false
@@ -38,6 +41,8 @@ log_type warning
 log_type notice
 log_type information
 connection_messages true
+max_queued_messages 0
+max_queued_bytes 0
 log_timestamp true
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 """
@@ -97,8 +102,6 @@ def local_config(layout: Layout) -> str:
         + "persistence true\n"
         + f"persistence_location {store}/\n"
         + "autosave_interval 1\n"
-        + "max_queued_messages 0\n"
-        + "max_queued_bytes 0\n"
         + f"listener {LOCAL_PORT} {LOCAL_ADDRESS}\nallow_anonymous true\n"
     )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from iotdr.agent.bridge_settings import BridgeSettings
 from iotdr.agent.config_files import load, load_for, system_layers
 from iotdr.agent.endpoints import (
     Endpoint,
@@ -168,4 +169,5 @@ def test_example_config_documents_the_real_defaults() -> None:
     assert settings.failback == FailbackSettings()
     assert settings.jitr == JitrSettings()
     assert settings.heartbeat == HeartbeatSettings()
+    assert settings.bridge == BridgeSettings()
     assert settings.log_level == "info"

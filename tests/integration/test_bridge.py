@@ -224,7 +224,7 @@ def test_cloud_commands_reach_local_after_failover(testbed: TwoRegions) -> None:
         got = threading.Event()
 
         def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-            received.append((message.topic, message.payload))
+            received.append((message.topic, bytes(message.payload)))
             got.set()
 
         with inside(testbed.info.netns):
