@@ -104,6 +104,12 @@ class Bridge:
         self._stats_lock = threading.Lock()
         self._spool_stats: dict[str, Any] = {}
         self._pending: list[_Pending] = []
+        # PUBACKed ids not yet deleted: deletes ride along with the next
+        # commit (losing one to a power cut only means a duplicate resend).
+        self._acked: list[int] = []
+        self._acked_since = 0.0
+        self._stats_at = 0.0
+        self._stats_dirty = False
         self._forwarding = _Forwarding()
         self._full = False
         self._ready = threading.Event()
@@ -216,8 +222,13 @@ class Bridge:
             spool.close()
 
     def _step(self, spool: Spool) -> bool:
-        # Room in a full spool only comes with PUBACKs, which arrive here too.
-        items = [self._inbox.get()]
+        # Room in a full spool only comes with PUBACKs, which arrive here too;
+        # wake up anyway to flush deferred deletes.
+        try:
+            busy = self._acked or self._stats_dirty
+            items = [self._inbox.get(timeout=0.1 if busy else None)]
+        except queue.Empty:
+            items = []
         # Group commit: whatever queued up meanwhile goes into this batch.
         batch_size = self._settings.spool.batch_size
         while len(items) < batch_size:
@@ -225,7 +236,7 @@ class Bridge:
                 items.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        acked: list[int] = []
+        acked = self._acked
         for item in items:
             kind = item[0]
             if kind == "stop":
@@ -240,17 +251,28 @@ class Bridge:
             elif kind == "puback":
                 self._puback(spool, item[1], item[2], item[3], acked)
             elif kind == "connected":
+                self._flush_deletes(spool)  # a resend starts from the spool's head
                 self._forwarding = _Forwarding(attempt=item[1])
             elif kind == "disconnected":
                 self._forwarding = _Forwarding()
-        if acked:
-            removed = spool.delete(acked)
-            with self._stats_lock:
-                self.counters.acknowledged += removed
+        if self._acked and not self._acked_since:
+            self._acked_since = time.monotonic()
         self._store(spool)
+        if len(self._acked) >= 1000 or (self._acked and time.monotonic() - self._acked_since > 0.1):
+            self._flush_deletes(spool)
         self._forward(spool)
-        self._publish_stats(spool)
+        self._stats_dirty = True
+        if time.monotonic() - self._stats_at > 0.25:
+            self._publish_stats(spool)
         return True
+
+    def _flush_deletes(self, spool: Spool) -> None:
+        if not self._acked:
+            return
+        removed = spool.delete(self._acked)
+        with self._stats_lock:
+            self.counters.acknowledged += removed
+        self._acked, self._acked_since = [], 0.0
 
     def _accept_local(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         with self._stats_lock:
@@ -283,6 +305,8 @@ class Bridge:
         """Store what fits, in arrival order, then acknowledge it locally."""
         if not self._pending:
             return
+        if self._acked and not spool.fits(sum(p.size for p in self._pending)):
+            self._flush_deletes(spool)  # acknowledged messages still hold room
         take, size = 0, 0
         room = spool.max_bytes - spool.size_bytes
         for pending in self._pending:
@@ -309,12 +333,17 @@ class Bridge:
         if not batch:
             return
         try:
-            spool.append(
-                [p.incoming for p in batch if p.incoming], [p.dead for p in batch if p.dead]
+            removed = spool.append(
+                [p.incoming for p in batch if p.incoming],
+                [p.dead for p in batch if p.dead],
+                delete=self._acked,
             )
         except SpoolFullError:  # sizes moved under us; retry next step
             self._pending = batch + self._pending
             return
+        with self._stats_lock:
+            self.counters.acknowledged += removed
+        self._acked, self._acked_since = [], 0.0
         with self._stats_lock:
             self.counters.spooled += sum(1 for p in batch if p.incoming)
             self.counters.dead_lettered += sum(1 for p in batch if p.dead)
@@ -383,6 +412,7 @@ class Bridge:
         acked.append(row)  # delivered (even if on an earlier connection)
 
     def _publish_stats(self, spool: Spool) -> None:
+        self._stats_at, self._stats_dirty = time.monotonic(), False
         stats = spool.stats()
         with self._stats_lock:
             self._spool_stats = {

@@ -140,14 +140,22 @@ class Spool:
     def fits(self, nbytes: int) -> bool:
         return int(self._bytes) + nbytes <= self.max_bytes
 
-    def append(self, items: Sequence[Incoming], dead: Sequence[DeadLetter] = ()) -> None:
-        """Store a batch (and any dead letters) in one durable commit; raise
-        SpoolFullError and store nothing if the batch does not fit."""
+    def append(
+        self,
+        items: Sequence[Incoming],
+        dead: Sequence[DeadLetter] = (),
+        delete: Sequence[int] = (),
+    ) -> int:
+        """Store a batch (and any dead letters) in one durable commit, which
+        also forgets the acknowledged ids in `delete` (one fsync for both);
+        raise SpoolFullError and change nothing if the batch does not fit.
+        Returns how many of `delete` were still here."""
         size = sum(len(i.payload) for i in items)
-        if items and not self.fits(size):
-            raise SpoolFullError(f"{size} bytes over the cap of {self.max_bytes}")
         now = time.time()
         with self._transaction():
+            count, freed = self._delete_rows(delete)
+            if items and self._bytes - freed + size > self.max_bytes:
+                raise SpoolFullError(f"{size} bytes over the cap of {self.max_bytes}")
             self._db.executemany(
                 "INSERT INTO messages (topic, payload, qos, droppable, msg_id, enqueued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -160,9 +168,10 @@ class Spool:
                 "INSERT INTO dead_letters (topic, payload, reason, at) VALUES (?, ?, ?, ?)",
                 [(d.topic, d.payload, d.reason, now) for d in dead],
             )
-        self._bytes += size
-        self._depth += len(items)
+        self._bytes += size - freed
+        self._depth += len(items) - count
         self._dead += len(dead)
+        return count
 
     def delete(self, ids: Iterable[int]) -> int:
         """Forget acknowledged messages; returns how many were still here."""
@@ -170,15 +179,21 @@ class Spool:
         if not ids:
             return 0
         with self._transaction():
-            rows = self._db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages "
-                f"WHERE id IN ({','.join('?' * len(ids))})",
-                ids,
-            ).fetchone()
-            self._db.execute(f"DELETE FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids)
-        self._depth -= rows[0]
-        self._bytes -= rows[1]
-        return int(rows[0])
+            count, freed = self._delete_rows(ids)
+        self._depth -= count
+        self._bytes -= freed
+        return count
+
+    def _delete_rows(self, ids: Sequence[int]) -> tuple[int, int]:
+        """Delete inside the caller's transaction; (rows, payload bytes) gone."""
+        if not ids:
+            return 0, 0
+        sizes = self._db.execute(
+            f"DELETE FROM messages WHERE id IN ({','.join('?' * len(ids))}) "
+            "RETURNING LENGTH(payload)",
+            ids,
+        ).fetchall()
+        return len(sizes), sum(size for (size,) in sizes)
 
     def move_to_dead_letters(self, message_id: int, reason: str) -> None:
         with self._transaction():

@@ -102,6 +102,10 @@ def local_config(layout: Layout) -> str:
         + "persistence true\n"
         + f"persistence_location {store}/\n"
         + "autosave_interval 1\n"
+        # The agent acknowledges a message once it is on disk (an fsync per
+        # batch); mosquitto's default of 20 unacknowledged messages per
+        # client would cap a gateway at 20 messages per fsync.
+        + "max_inflight_messages 1000\n"
         + f"listener {LOCAL_PORT} {LOCAL_ADDRESS}\nallow_anonymous true\n"
     )
 
