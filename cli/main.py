@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from iotdr.cli.demo import run_demo
+from iotdr.cloud import commands as cloud_commands
 from iotdr.testbed import commands as testbed_commands
 
 
@@ -13,6 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iotdr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     testbed_commands.register(sub)
+    cloud_commands.register(sub)
     demo = sub.add_parser(
         "demo", help="fail a local two-region testbed over and back, with timings"
     )

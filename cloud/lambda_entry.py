@@ -1,0 +1,105 @@
+"""Lambda entry points. Each builds everything it needs per invocation from
+its environment (set by templates/region.yaml): no state in module globals."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from iotdr.cloud.clients import RegionClients, retry_config
+from iotdr.cloud.health import HealthCheckConfig, check_broker, handle_http
+from iotdr.cloud.jitr import register_just_in_time
+from iotdr.cloud.records import items_from_stream_event
+from iotdr.cloud.registry_apply import CertificateMode
+from iotdr.cloud.retry_runner import run_retries
+from iotdr.cloud.worker import Tables, Worker
+
+
+def _worker(env: dict[str, str]) -> Worker:
+    region = env["AWS_REGION"]
+    return Worker(
+        local=RegionClients.create(region),
+        peer=RegionClients.create(env["PEER_REGION"]),
+        tables=Tables(
+            replication=env["REPLICATION_TABLE"],
+            applied=env["APPLIED_TABLE"],
+            errors=env["ERROR_TABLE"],
+        ),
+        default_active_region=env["PRIMARY_REGION"],
+        mode=CertificateMode(env.get("CERTIFICATE_MODE", "complete")),
+    )
+
+
+def replication_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    report = _worker(dict(os.environ)).process(items_from_stream_event(event))
+    return {"applied": report.applied, "skipped": report.skipped, "failed": report.failed}
+
+
+def retry_handler(_event: dict[str, Any], _context: object) -> dict[str, int]:
+    env = dict(os.environ)
+    worker = _worker(env)
+    report = run_retries(
+        worker,
+        dynamodb=boto3.client("dynamodb", config=retry_config()),
+        error_table=env["ERROR_TABLE"],
+        sqs=boto3.client("sqs", config=retry_config()),
+        dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL"),
+    )
+    return {
+        "resolved": report.resolved,
+        "still_failing": report.still_failing,
+        "dead_lettered": report.dead_lettered,
+    }
+
+
+def jitr_handler(event: dict[str, Any], _context: object) -> str:
+    return register_just_in_time(
+        boto3.client("iot", config=retry_config()),
+        event,
+        policy_name=os.environ.get("JITR_POLICY_NAME", ""),
+    )
+
+
+def health_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """HTTP request (function URL / API Gateway): answer it; schedule: put the metric."""
+    env = dict(os.environ)
+    secret = json.loads(
+        boto3.client("secretsmanager", config=retry_config()).get_secret_value(
+            SecretId=env["HEALTH_CREDENTIALS_SECRET"]
+        )["SecretString"]
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        cert, key = Path(scratch, "cert.pem"), Path(scratch, "key.pem")
+        cert.write_text(secret["certificatePem"])
+        key.write_text(secret["privateKey"])
+
+        def context() -> ssl.SSLContext:
+            tls = ssl.create_default_context()
+            tls.load_cert_chain(cert, key)
+            return tls
+
+        config = HealthCheckConfig(host=env["HEALTH_ENDPOINT"], tls_context=context)
+        if "headers" in event:
+            return handle_http(
+                event["headers"],
+                secret=secret.get("httpToken", ""),
+                check=lambda: check_broker(config),
+            )
+        result = check_broker(config)
+    boto3.client("cloudwatch", config=retry_config()).put_metric_data(
+        Namespace="iotdr",
+        MetricData=[
+            {
+                "MetricName": "BrokerHealthy",
+                "Dimensions": [{"Name": "Region", "Value": env["AWS_REGION"]}],
+                "Value": 1.0 if result.healthy else 0.0,
+            }
+        ],
+    )
+    return {"healthy": result.healthy, "detail": result.detail}
