@@ -236,7 +236,6 @@ class Bridge:
                 items.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        acked = self._acked
         for item in items:
             kind = item[0]
             if kind == "stop":
@@ -249,7 +248,8 @@ class Bridge:
                     _Pending(mid=0, qos=0, future=item[1], incoming=Incoming(item[2], item[3], 1))
                 )
             elif kind == "puback":
-                self._puback(spool, item[1], item[2], item[3], acked)
+                # self._acked is read each time: a "connected" flush replaces it.
+                self._puback(spool, item[1], item[2], item[3], self._acked)
             elif kind == "connected":
                 self._flush_deletes(spool)  # a resend starts from the spool's head
                 self._forwarding = _Forwarding(attempt=item[1])

@@ -59,13 +59,24 @@ class LocalPublisher:
             else:
                 self._mids[info.mid] = (topic, seq)
 
-    def publish_many(self, topics: list[str], count: int, rate: float | None = None) -> None:
-        """`count` messages per topic, interleaved; at `rate` messages/s if given."""
+    def publish_many(
+        self,
+        topics: list[str],
+        count: int,
+        rate: float | None = None,
+        gate: threading.Event | None = None,
+    ) -> None:
+        """`count` messages per topic, interleaved; at `rate` messages/s if
+        given; only while `gate` (if given) is set."""
         gap = 1.0 / rate if rate else 0.0
         start = time.monotonic()
         n = 0
         for seq in range(count):
             for topic in topics:
+                if gate is not None and not gate.is_set():
+                    paused = time.monotonic()
+                    gate.wait()
+                    start += time.monotonic() - paused
                 self.publish(topic, seq)
                 n += 1
                 if gap:
