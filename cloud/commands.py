@@ -1,8 +1,12 @@
-"""`iotdr cloud ...`: thin CLI over the sync and compare tools.
+"""`iotdr cloud ...`: thin CLI over the deployment, sync and compare tools.
 
     iotdr cloud sync region-to-region --primary-region R1 --secondary-region R2 [--workers N]
     iotdr cloud sync region-to-table  --primary-region R1 --table NAME
     iotdr cloud compare devices|shadows --primary-region R1 --secondary-region R2
+    iotdr cloud deploy --primary-region R1 --secondary-region R2 [--hosted-zone-id Z
+                       --record-name N]
+    iotdr cloud destroy --primary-region R1 --secondary-region R2
+    iotdr cloud check-deployment --primary-region R1 --secondary-region R2
 
 `register` adds the `cloud` command to the `iotdr` parser; every leaf sets
 `func`, which returns the exit code (0: done and equal, 1: errors or
@@ -17,12 +21,15 @@ import sys
 
 from iotdr.cloud.clients import RegionClients
 from iotdr.cloud.compare import compare_devices, compare_shadows
+from iotdr.cloud.deploy import DeploymentPlan, deploy, destroy
+from iotdr.cloud.deployment_check import DeploymentCheck
+from iotdr.cloud.errors import DeploymentError
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.sync import region_to_region, region_to_table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cloud = subparsers.add_parser("cloud", help="replicate, sync and compare two AWS regions")
+    cloud = subparsers.add_parser("cloud", help="deploy, check, sync and compare two AWS regions")
     verbs = cloud.add_subparsers(dest="cloud_command", required=True)
 
     sync = verbs.add_parser("sync", help="copy existing devices from the primary region")
@@ -43,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _regions(compare)
     compare.add_argument("--workers", type=int, default=10)
     compare.set_defaults(func=_compare)
+
+    register_deployment(verbs)
 
 
 def _regions(parser: argparse.ArgumentParser) -> None:
@@ -85,3 +94,76 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"{difference.name}\t{difference.what}")
     print(f"{len(differences)} difference(s)", file=sys.stderr)
     return 1 if differences else 0
+
+
+def register_deployment(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    deploy = verbs.add_parser("deploy", help="package the Lambdas and deploy the stacks")
+    _deployment(deploy)
+    deploy.add_argument("--hosted-zone-id", help="Route 53 zone for the failover records")
+    deploy.add_argument("--record-name", help="the CNAME devices use, e.g. iot.example.com")
+    deploy.add_argument(
+        "--certificates",
+        choices=[m.value for m in CertificateMode],
+        default=CertificateMode.COMPLETE.value,
+    )
+    deploy.add_argument("--jitr-policy-name", default="", help="policy for JITR certificates")
+    deploy.set_defaults(func=_deploy)
+
+    destroy = verbs.add_parser("destroy", help="delete what deploy created, in reverse")
+    _deployment(destroy)
+    destroy.set_defaults(func=_destroy)
+
+    check = verbs.add_parser("check-deployment", help="one device through the deployed regions")
+    _deployment(check)
+    check.add_argument("--timeout", type=float, default=120.0, help="seconds per replication step")
+    check.set_defaults(func=_check_deployment)
+
+
+def _deployment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--primary-region", required=True)
+    parser.add_argument("--secondary-region", required=True)
+    parser.add_argument("--stack-prefix", default="iotdr")
+    parser.add_argument("--table", default="iotdr-replication", help="replication table name")
+    parser.add_argument(
+        "--endpoint-url",
+        help="send every AWS call to this emulator (moto); what it lacks is skipped",
+    )
+
+
+def _plan(args: argparse.Namespace) -> DeploymentPlan:
+    return DeploymentPlan(
+        primary_region=args.primary_region,
+        secondary_region=args.secondary_region,
+        hosted_zone_id=getattr(args, "hosted_zone_id", None),
+        record_name=getattr(args, "record_name", None),
+        stack_prefix=args.stack_prefix,
+        table_name=args.table,
+        certificate_mode=CertificateMode(getattr(args, "certificates", "complete")),
+        jitr_policy_name=getattr(args, "jitr_policy_name", ""),
+        endpoint_url=args.endpoint_url,
+    )
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    try:
+        deploy(_plan(args))
+    except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    try:
+        destroy(_plan(args))
+    except DeploymentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_deployment(args: argparse.Namespace) -> int:
+    check = DeploymentCheck(_plan(args), timeout_s=args.timeout)
+    passed = check.run()
+    print("deployment check " + ("passed" if passed else "FAILED"))
+    return 0 if passed else 1

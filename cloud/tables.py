@@ -16,20 +16,24 @@ if TYPE_CHECKING:
 
 def create_region_tables(dynamodb: DynamoDBClient, tables: Tables) -> None:
     """The replication table (with its stream), the applied and the error table."""
-    for name in (tables.replication, tables.applied, tables.errors):
-        if name == tables.replication:
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
-        else:
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+    create_replication_table(dynamodb, tables.replication)
+    for name in (tables.applied, tables.errors):
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         dynamodb.get_waiter("table_exists").wait(TableName=name)
+
+
+def create_replication_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """One region's replica of the global table: the same keys and stream."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    dynamodb.get_waiter("table_exists").wait(TableName=name)
