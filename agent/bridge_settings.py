@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 
 
+def rewrite(topic: str, strip_prefix: str, add_prefix: str) -> str:
+    """Drop `strip_prefix` from the front (if there), then put `add_prefix` there."""
+    if strip_prefix and topic.startswith(strip_prefix):
+        topic = topic[len(strip_prefix) :]
+    return add_prefix + topic
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToCloud:
     """Local topics forwarded to the active region."""

@@ -21,14 +21,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion
 
 from iotdr.cli.agent_runner import AgentRunner, deep_merge
 from iotdr.testbed.netns import inside
 from iotdr.testbed.observer import Observer
+from iotdr.testbed.operator import region_client
 from iotdr.testbed.publisher import LocalPublisher
 from iotdr.testbed.testbed import Testbed as TwoRegions
-from iotdr.testbed.tls import client_context
 
 pytestmark = pytest.mark.testbed
 
@@ -260,23 +260,7 @@ def test_cloud_commands_reach_local_after_failover(testbed: TwoRegions) -> None:
         testbed.kill_region("primary")
         agent.wait_connected("region-b")
         time.sleep(0.5)  # let the agent's SUBSCRIBE in region-b complete
-        region = testbed.info.secondary
-        with inside(testbed.info.netns):
-            cloud = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id="operator",
-                protocol=MQTTProtocolVersion.MQTTv5,
-            )
-            cloud.tls_set_context(
-                client_context(
-                    testbed.info.ca.cert,
-                    testbed.info.observer.cert,
-                    testbed.info.observer.key,
-                    server_hostname=region.host,
-                )
-            )
-            cloud.connect(region.address, region.port)
-            cloud.loop_start()
+        cloud = region_client(testbed.info, "secondary")
         cloud.publish("cmd/iotdr-device-1/reboot", b'{"now": true}', qos=1).wait_for_publish(10)
         assert got.wait(20.0)
         assert received[0] == ("commands/reboot", b'{"now": true}')

@@ -7,15 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from iotdr.cli.agent_runner import AgentRunner
-from iotdr.testbed.netns import inside
 from iotdr.testbed.observer import Observer
+from iotdr.testbed.operator import region_client
 from iotdr.testbed.testbed import Testbed as TwoRegions
-from iotdr.testbed.tls import client_context
 
 pytestmark = pytest.mark.testbed
 
@@ -33,23 +30,7 @@ def test_embedded_publish_and_commands(testbed: TwoRegions) -> None:
         while "published" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "refused: topic has" in log.read_text()
-        region = testbed.info.primary
-        with inside(testbed.info.netns):
-            operator = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id="operator",
-                protocol=MQTTProtocolVersion.MQTTv5,
-            )
-            operator.tls_set_context(
-                client_context(
-                    testbed.info.ca.cert,
-                    testbed.info.observer.cert,
-                    testbed.info.observer.key,
-                    server_hostname=region.host,
-                )
-            )
-            operator.connect(region.address, region.port)
-            operator.loop_start()
+        operator = region_client(testbed.info, "primary")
         # Repeat until the program has subscribed and answered.
         while process.poll() is None and time.monotonic() < deadline + 30:
             operator.publish("cmd/dev/blink", b"on", qos=1).wait_for_publish(5)
