@@ -311,7 +311,7 @@ class Bridge:
         room = spool.max_bytes - spool.size_bytes
         for pending in self._pending:
             if size + pending.size > room:
-                freed = self._make_room(spool, pending, size + pending.size - room)
+                freed = self._make_room(spool, pending)
                 room += freed
                 if size + pending.size > room:
                     break
@@ -353,7 +353,7 @@ class Bridge:
             elif pending.qos > 0:
                 self._local.ack(pending.mid, pending.qos)
 
-    def _make_room(self, spool: Spool, pending: _Pending, needed: int) -> int:
+    def _make_room(self, spool: Spool, pending: _Pending) -> int:
         if not (pending.incoming and pending.incoming.droppable):
             return 0
         before = spool.size_bytes

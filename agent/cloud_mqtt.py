@@ -28,7 +28,7 @@ from awscrt.exceptions import AwsCrtError
 
 from iotdr.agent.endpoints import Endpoint
 from iotdr.agent.events import ConnectFailed, ConnectionLost, ConnectSucceeded, Event
-from iotdr.agent.failures import FailureKind, classify_connect_error, classify_loss
+from iotdr.agent.failures import classify_connect_error, classify_loss
 from iotdr.agent.settings import ConnectionSettings, Settings, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,3 @@ class CloudConnection:
             client.stop()
         except AwsCrtError as exc:  # already stopping
             log.debug("stop: %s", exc.name)
-
-    def failure_kind_of(self, exc: BaseException) -> FailureKind:
-        return classify_loss(error_name(exc))

@@ -55,7 +55,7 @@ from iotdr.agent.events import (
     TimerFired,
     TimerName,
 )
-from iotdr.agent.failures import FailureKind
+from iotdr.agent.failures import classify_loss
 from iotdr.agent.machine import Machine, Snapshot
 from iotdr.agent.notify import notify
 from iotdr.agent.settings import ConfigError, Settings
@@ -148,7 +148,7 @@ class Daemon:
                 settings.client_id,
                 Path(settings.state_dir),
                 publish=self._bridge_publish,
-                trouble=self._bridge_trouble,
+                trouble=self._publish_failed,
             )
         self._cloud = CloudConnection(
             settings,
@@ -244,14 +244,15 @@ class Daemon:
     ) -> Future[Any]:
         return self._cloud.publish(topic, payload, qos, properties)
 
-    def _bridge_trouble(self, attempt: int, exc: BaseException) -> None:
-        """A forwarded message got no PUBACK (spool worker thread)."""
-        kind = self._cloud.failure_kind_of(exc)
+    def _publish_failed(self, attempt: int, exc: BaseException) -> None:
+        """A QoS 1 publish (heartbeat or forwarded message) got no PUBACK;
+        called from CRT or spool threads. The core decides what it means."""
         if isinstance(exc, ConnectionError):
-            return  # the connection is already gone; its loss is reported
+            return  # not connected any more: the loss itself is reported
+        name = error_name(exc)
         self._post_threadsafe(
             PublishFailed(
-                now=time.monotonic(), attempt=attempt, failure=kind, detail=error_name(exc)
+                now=time.monotonic(), attempt=attempt, failure=classify_loss(name), detail=name
             )
         )
 
@@ -348,20 +349,9 @@ class Daemon:
         future = self._cloud.publish(topic, payload, qos=1)
 
         def done(fut: Any) -> None:
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            if exc is None:
-                return
-            name = error_name(exc)
-            kind = self._cloud.failure_kind_of(exc)
-            if isinstance(exc, ConnectionError):
-                kind = FailureKind.OTHER  # not connected any more: the loss is reported
-            self._post_threadsafe(
-                PublishFailed(
-                    now=time.monotonic(), attempt=command.attempt, failure=kind, detail=name
-                )
-            )
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is not None:
+                self._publish_failed(command.attempt, exc)
 
         future.add_done_callback(done)
 

@@ -26,20 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.client import BaseClient
 
 from iotdr.cloud.clients import RegionClients
+from iotdr.cloud.emulator import moto_server
 from iotdr.cloud.sync import region_to_region
 
 PRIMARY = "us-east-1"
@@ -77,38 +74,6 @@ class CallTimer:
     def snapshot(self) -> tuple[int, float]:
         with self._lock:
             return self.calls, self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def moto_server() -> Iterator[tuple[str, int]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -165,7 +130,8 @@ def main() -> int:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     timer = CallTimer()
     timer.install()
-    with moto_server() as (url, moto_pid):
+    with moto_server(docker_free_lambda=False) as server:
+        url, moto_pid = server.url, server.pid
         primary = RegionClients.create(PRIMARY, endpoint_url=url)
         started = time.monotonic()
         populate(primary, args.things)

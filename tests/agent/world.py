@@ -117,7 +117,6 @@ class World:
     attempts: list[AttemptRecord] = field(default_factory=list)
     open_attempt: int | None = None
     connected_attempt: int | None = None
-    disconnects_after_dns: int = 0
     failback_times: list[float] = field(default_factory=list)
     heartbeats: int = 0
     log: list[Command] = field(default_factory=list)
@@ -141,7 +140,6 @@ class World:
             isinstance(event, DnsFailed)
             or (isinstance(event, DnsAnswered) and event.target == EVIL)
         ) and any(isinstance(c, Disconnect | Connect) for c in commands):
-            self.disconnects_after_dns += 1
             raise InvariantBrokenError(f"DNS trouble {event} changed the connection")
         for command in commands:
             self._execute(command)

@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 
 import boto3
 import pytest
 
-from iotdr.cloud import commands
+from iotdr.cloud import commands, emulator
 from iotdr.cloud.deploy import DeploymentPlan
 from iotdr.cloud.errors import DeploymentError
 from iotdr.cloud.lambda_package import build_lambda_package
@@ -34,41 +28,8 @@ from tests.cloud.regions import PRIMARY, SECONDARY
 
 @pytest.fixture
 def moto_server(aws_credentials: None) -> Iterator[str]:
-    """moto's server in its own process on a free port.
-
-    Not ThreadedMotoServer: moto's Lambda emulation starts Docker clients
-    for every stream record (the event source mapping), and their unclosed
-    sockets and subprocesses would surface in this process as
-    ResourceWarnings (errors under filterwarnings=error) that are moto's.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        # moto's Docker-free Lambda: the event source mapping's invocations
-        # get a canned answer at once instead of failing to reach Docker.
-        config = urllib.request.Request(
-            f"{url}/moto-api/config",
-            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
-            method="POST",
-        )
-        urllib.request.urlopen(config, timeout=10).close()
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with emulator.moto_server() as server:
+        yield server.url
 
 
 def _run(*argv: str) -> int:
