@@ -2,8 +2,9 @@
 commands back to the local broker.
 
 Delivery is at least once, end to end:
-- local side: an MQTT 5 persistent session (clean start off, long session
-  expiry) with manual acknowledgement; a local message is acknowledged only
+- local side: a persistent session (MQTT 3.1.1 clean session off by
+  default; MQTT 5 clean start off with a long session expiry if configured)
+  with manual acknowledgement; a local message is acknowledged only
   after the spool batch holding it committed, so the local broker keeps and
   redelivers whatever the spool does not hold (agent crash, full spool);
 - cloud side: messages go out in spool order, at most `inflight_window`
@@ -125,12 +126,15 @@ class Bridge:
         if not connect_local:
             return  # embedded: messages come through submit() only
         s = self._settings
-        with_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        with_props.SessionExpiryInterval = 0xFFFFFFFF  # keep queuing while we are away
-        with_props.ReceiveMaximum = s.local_receive_maximum
-        self._local.connect_async(
-            s.local_host, s.local_port, keepalive=30, clean_start=False, properties=with_props
-        )
+        if s.local_protocol == "5":
+            with_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            with_props.SessionExpiryInterval = 0xFFFFFFFF  # keep queuing while we are away
+            with_props.ReceiveMaximum = s.local_receive_maximum
+            self._local.connect_async(
+                s.local_host, s.local_port, keepalive=30, clean_start=False, properties=with_props
+            )
+        else:  # 3.1.1: clean_session off, set on the client
+            self._local.connect_async(s.local_host, s.local_port, keepalive=30)
         self._local.loop_start()
         self._local_started = True
 
@@ -178,12 +182,22 @@ class Bridge:
     # -- local side (paho thread) ------------------------------------------
 
     def _local_client(self, client_id: str) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._settings.local_client_id or f"{client_id}-bridge",
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
+        name = self._settings.local_client_id or f"{client_id}-bridge"
+        if self._settings.local_protocol == "5":
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=name,
+                protocol=MQTTProtocolVersion.MQTTv5,
+                manual_ack=True,
+            )
+        else:  # a persistent session: the broker queues for us while we are away
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=name,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         client.reconnect_delay_set(1, 5)
         client.on_connect = self._local_connected
         client.on_message = self._local_message

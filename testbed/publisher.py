@@ -97,6 +97,11 @@ class LocalPublisher:
         with self._lock:
             return self._lock.wait_for(lambda: len(self._handed_over) >= count, timeout)
 
+    def wait_settled(self, timeout: float) -> bool:
+        """Waits until every publish so far is handed over (none in flight)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._mids, timeout)
+
     def expected(self) -> list[tuple[str, int]]:
         with self._lock:
             return list(self._handed_over)
