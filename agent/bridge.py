@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from iotdr.agent.aws_limits import limit_violation
 from iotdr.agent.bridge_settings import BridgeSettings, ToCloud
-from iotdr.agent.spool import DeadLetter, Incoming, Spool, SpoolFullError, Stored
+from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError, Stored
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ CloudPublish = Callable[[str, bytes, int, Sequence[tuple[str, str]]], "Future[An
 PublishTrouble = Callable[[int, BaseException], None]
 # PUBACK reason codes below 0x80 are successes (MQTT 5, 3.4.2.1).
 _PUBACK_ERROR = 0x80
+# While the disk holding the spool is full, try writing again this often.
+_DISK_RETRY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -113,7 +115,10 @@ class Bridge:
         self._stats_dirty = False
         self._forwarding = _Forwarding()
         self._full = False
+        self._disk_full = False
+        self._retry_at = 0.0  # no spool writes before this (disk full)
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._local_started = False
         self._worker = threading.Thread(target=self._run, name="iotdr-spool", daemon=True)
         self._local = self._local_client(client_id)
@@ -142,6 +147,7 @@ class Bridge:
         if self._local_started:
             self._local.disconnect()
             self._local.loop_stop()
+        self._stopping.set()
         self._inbox.put(("stop",))
         self._worker.join(30.0)
 
@@ -222,11 +228,9 @@ class Bridge:
     # -- the worker: every spool decision ------------------------------------
 
     def _run(self) -> None:
-        spool = Spool(
-            self._spool_path,
-            max_bytes=self._settings.spool.max_bytes,
-            synchronous=self._settings.spool.synchronous,
-        )
+        spool = self._open_spool()
+        if spool is None:
+            return  # stopped before the disk had room
         self._publish_stats(spool)
         self._ready.set()
         try:
@@ -235,11 +239,30 @@ class Bridge:
         finally:
             spool.close()
 
+    def _open_spool(self) -> Spool | None:
+        """The spool, once its disk lets SQLite open it (retried meanwhile,
+        while the local broker keeps everything)."""
+        while True:
+            try:
+                return Spool(
+                    self._spool_path,
+                    max_bytes=self._settings.spool.max_bytes,
+                    synchronous=self._settings.spool.synchronous,
+                )
+            except DiskFullError as exc:
+                if not self._disk_full:
+                    self._disk_full = True
+                    log.error("%s; trying again every %.0f s", exc, _DISK_RETRY_S)
+                    with self._stats_lock:
+                        self._spool_stats = {"path": str(self._spool_path), "disk_full": True}
+            if self._stopping.wait(_DISK_RETRY_S):
+                return None
+
     def _step(self, spool: Spool) -> bool:
         # Room in a full spool only comes with PUBACKs, which arrive here too;
         # wake up anyway to flush deferred deletes.
         try:
-            busy = self._acked or self._stats_dirty
+            busy = self._acked or self._stats_dirty or self._pending
             items = [self._inbox.get(timeout=0.1 if busy else None)]
         except queue.Empty:
             items = []
@@ -281,9 +304,13 @@ class Bridge:
         return True
 
     def _flush_deletes(self, spool: Spool) -> None:
-        if not self._acked:
+        if not self._acked or time.monotonic() < self._retry_at:
             return
-        removed = spool.delete(self._acked)
+        try:
+            removed = spool.delete(self._acked)
+        except DiskFullError as exc:  # kept: deleted once there is room
+            self._on_disk_full(exc)
+            return
         with self._stats_lock:
             self.counters.acknowledged += removed
         self._acked, self._acked_since = [], 0.0
@@ -317,7 +344,7 @@ class Bridge:
 
     def _store(self, spool: Spool) -> None:
         """Store what fits, in arrival order, then acknowledge it locally."""
-        if not self._pending:
+        if not self._pending or time.monotonic() < self._retry_at:
             return
         if self._acked and not spool.fits(sum(p.size for p in self._pending)):
             self._flush_deletes(spool)  # acknowledged messages still hold room
@@ -352,9 +379,14 @@ class Bridge:
                 [p.dead for p in batch if p.dead],
                 delete=self._acked,
             )
-        except SpoolFullError:  # sizes moved under us; retry next step
+        except SpoolFullError as exc:  # sizes moved under us, or the disk is full
             self._pending = batch + self._pending
+            if isinstance(exc, DiskFullError):
+                self._on_disk_full(exc)
             return
+        if self._disk_full:
+            self._disk_full = False
+            log.info("the spool's disk has room again; accepting local messages")
         with self._stats_lock:
             self.counters.acknowledged += removed
         self._acked, self._acked_since = [], 0.0
@@ -366,6 +398,21 @@ class Bridge:
                 pending.future.set_result(None)
             elif pending.qos > 0:
                 self._local.ack(pending.mid, pending.qos)
+
+    def _on_disk_full(self, exc: DiskFullError) -> None:
+        """Back-pressure, as for a full spool: local messages stay with the
+        local broker (unacknowledged) until a write succeeds again."""
+        self._retry_at = time.monotonic() + _DISK_RETRY_S
+        if self._disk_full:
+            return
+        self._disk_full = True
+        with self._stats_lock:
+            self.counters.backpressure += 1
+        log.error(
+            "%s: not acknowledging local messages; the local broker holds them, "
+            "and the agent writes again once there is room",
+            exc,
+        )
 
     def _make_room(self, spool: Spool, pending: _Pending) -> int:
         if not (pending.incoming and pending.incoming.droppable):
@@ -419,7 +466,11 @@ class Bridge:
         if code is not None and code >= _PUBACK_ERROR:
             reason = f"region refused the publish: PUBACK reason code 0x{code:02x}"
             log.warning("dead letter: row %d: %s", row, reason)
-            spool.move_to_dead_letters(row, reason)
+            try:
+                spool.move_to_dead_letters(row, reason)
+            except DiskFullError as full:  # stays in the spool; refused again later
+                self._on_disk_full(full)
+                return
             with self._stats_lock:
                 self.counters.dead_lettered += 1
             return
@@ -438,6 +489,7 @@ class Bridge:
                 "dead_letters": stats.dead_letters,
                 "recovered_from": stats.recovered_from,
                 "full": self._full,
+                "disk_full": self._disk_full,
             }
 
 

@@ -82,6 +82,10 @@ class SpoolFullError(Exception):
     """The batch does not fit under the size cap."""
 
 
+class DiskFullError(SpoolFullError):
+    """The file system holding the spool has no room; nothing was changed."""
+
+
 class Spool:
     def __init__(self, path: Path, *, max_bytes: int, synchronous: str = "full") -> None:
         self.path = path
@@ -91,6 +95,10 @@ class Spool:
         try:
             self._db = self._open(path, synchronous)
         except sqlite3.DatabaseError as exc:
+            if not _corrupt(exc):  # a full disk, no permission: not the file's fault
+                if isinstance(exc, sqlite3.OperationalError) and _disk_full(exc):
+                    raise DiskFullError(f"cannot open the spool {path}: {exc}") from exc
+                raise
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             log.error(
                 "spool %s is unreadable (%s); moved aside to %s, starting a fresh one",
@@ -122,7 +130,7 @@ class Spool:
             # A quick check catches files damaged beyond what opening notices.
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {result}")
+                raise _FailedCheckError(f"quick_check: {result}")
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -268,11 +276,43 @@ class Spool:
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT; on any error ROLLBACK, and a full file
+    system (SQLITE_FULL, which is how SQLite reports ENOSPC) becomes
+    DiskFullError so the caller can apply back-pressure."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as error:
+                exc = error
+        if self._db.in_transaction:  # SQLite may have rolled back already
+            self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError) and _disk_full(exc):
+            raise DiskFullError(f"the file system holding the spool is full: {exc}") from exc
+        if exc_type is None:  # COMMIT failed otherwise: say so
+            raise exc
+
+
+class _FailedCheckError(sqlite3.DatabaseError):
+    """PRAGMA quick_check found damage."""
+
+
+def _corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Damage in the file itself, as opposed to trouble around it."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, _FailedCheckError) or code in (
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+    )
+
+
+def _disk_full(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL

@@ -24,14 +24,16 @@ Fields (times are Unix epoch seconds, durations seconds):
 - pid, client_id, config_files, started: about the agent process
 - bridge (gateways, when bridge.enabled; embedded programs too):
   - spool: {path, depth (messages), bytes, max_bytes, oldest_age_s,
-    dead_letters, recovered_from (where a corrupt file was moved), full}
+    dead_letters, recovered_from (where a corrupt file was moved), full
+    (at max_bytes), disk_full (the file system refused a write)}
   - received: local messages delivered to the agent
   - spooled: stored durably and acknowledged to the local broker
   - forwarded: PUBLISHes sent to the cloud, resends after failover included
   - acknowledged: PUBACKs that removed a message from the spool
   - dead_lettered: messages AWS IoT would refuse (or refused), kept aside
   - dropped_qos0: dropped under a mapping's drop_oldest_qos0 policy
-  - backpressure: times the spool filled and local acknowledgements stopped
+  - backpressure: times the spool (or its disk) filled and local
+    acknowledgements stopped
   - commands: cloud -> local messages delivered
   - pending_local: delivered but not yet spooled (while the spool is full)
 """

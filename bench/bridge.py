@@ -54,9 +54,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def memory_mib(pid: int, field: str = "Rss") -> float:
+    """Rss or Pss of the whole process in MiB (smaps_rollup). PSS shares
+    each library page among the processes that map it."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -194,17 +196,18 @@ def throughput_agent(count: int, protocol: str, *, idle: bool = True) -> dict[st
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(30.0 if idle else 0.0)
         idle_cpu = (cpu_seconds(pid) - cpu0) / max(time.monotonic() - t0, 1e-9) * 100
-        idle_rss = rss_mb(pid)
+        idle_rss, idle_pss = memory_mib(pid), memory_mib(pid, "Pss")
         cpu0 = cpu_seconds(pid)
         took = c_load(tb, tb.info.local.port, count)
         load_cpu = (cpu_seconds(pid) - cpu0) / took * 100
-        load_rss = rss_mb(pid)
+        load_rss = memory_mib(pid)
         status = agent.status() or {}
         agent.stop()
         return {
             "msg_per_s": count / took,
             "idle_cpu_pct": idle_cpu,
             "idle_rss_mb": idle_rss,
+            "idle_pss_mb": idle_pss,
             "load_cpu_pct": load_cpu,
             "load_rss_mb": load_rss,
             "spooled": float(status.get("bridge", {}).get("spooled", 0)),
@@ -343,7 +346,7 @@ def main() -> int:
         )
         print(
             f"  iotdr agent:      {ours['msg_per_s']:8.0f} msg/s  "
-            f"(CPU {ours['load_cpu_pct']:.0f} % of a core, RSS {ours['load_rss_mb']:.1f} MB "
+            f"(CPU {ours['load_cpu_pct']:.0f} % of a core, RSS {ours['load_rss_mb']:.1f} MiB "
             "under load; local session MQTT 3.1.1, the default)"
         )
         print(
@@ -354,7 +357,7 @@ def main() -> int:
         print(f"  ratio agent/bridge: {ours['msg_per_s'] / peer['msg_per_s']:.2f}")
         print(
             f"  agent idle: CPU {ours['idle_cpu_pct']:.2f} % of a core over 30 s, "
-            f"RSS {ours['idle_rss_mb']:.1f} MB"
+            f"RSS {ours['idle_rss_mb']:.1f} MiB (PSS {ours['idle_pss_mb']:.1f} MiB)"
         )
     if args.zero_loss:
         result = zero_loss(args.zero_loss, args.rate)

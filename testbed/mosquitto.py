@@ -72,11 +72,23 @@ def _auth(layout: Layout, faults: RegionFaults, *, identity_from_cert: bool) -> 
     return "allow_anonymous true\n"
 
 
+def _region_persistence(layout: Layout, region: RegionSpec) -> str:
+    """Sessions and their queues saved every second (and at shutdown), as AWS
+    IoT keeps persistent sessions: an observer's subscription outlives a
+    region restart, so what the agent publishes into a restored region
+    before the observer is back waits in the observer's queue instead of
+    vanishing."""
+    store = layout.mosquitto / f"{region.name}-store"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"persistence true\npersistence_location {store}/\nautosave_interval 1\n"
+
+
 def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> str:
     header = f"# {region.name} ({region.role}), faults: {faults.describe() or 'none'}\n"
+    header += _COMMON.replace("persistence false\n", _region_persistence(layout, region))
     if faults.jitr_delay_s is not None:
         listener = f"listener {GATE_UPSTREAM_PORT} {region.address}\n"
-        return header + _COMMON + listener + _auth(layout, faults, identity_from_cert=False)
+        return header + listener + _auth(layout, faults, identity_from_cert=False)
     cert_name = server_cert_name(region, faults)
     listener = (
         f"listener {REGION_PORT} {region.address}\n"
@@ -85,7 +97,7 @@ def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> s
         f"keyfile {layout.key(cert_name)}\n"
         "require_certificate true\n"
     )
-    return header + _COMMON + listener + _auth(layout, faults, identity_from_cert=True)
+    return header + listener + _auth(layout, faults, identity_from_cert=True)
 
 
 def local_config(layout: Layout) -> str:

@@ -5,7 +5,9 @@ resolver involved) while TLS verifies the region's *host name*, subscribes
 to the given topic filters and records every message with its arrival time
 (time.monotonic()). Tests wait on a Condition for what they expect, never
 sleep-poll. When its region dies and comes back, paho's network thread
-reconnects by itself and subscribes again.
+reconnects by itself and subscribes again; its session is persistent and
+the regions save sessions, so messages that reach a restored region before
+the observer is back wait for it.
 
 The network thread is started while the calling thread is inside the
 namespace, and threads inherit their creator's namespace, so every socket
@@ -21,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -34,6 +37,7 @@ _KEEPALIVE_S = 5
 _RECONNECT_MIN_S = 1
 _RECONNECT_MAX_S = 2
 _CONNECT_TIMEOUT_S = 3.0
+_SESSION_EXPIRY_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +87,18 @@ class Observer:
     # -- life cycle ----------------------------------------------------------
 
     def start(self) -> "Observer":
+        # A persistent session: the region (which saves sessions) queues for
+        # us across its own restart until we are back.
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = _SESSION_EXPIRY_S
         with inside(self._netns):
-            self._client.connect_async(self._region.address, self._region.port, _KEEPALIVE_S)
+            self._client.connect_async(
+                self._region.address,
+                self._region.port,
+                _KEEPALIVE_S,
+                clean_start=False,
+                properties=session,
+            )
             self._client.loop_start()
         return self
 

@@ -9,7 +9,8 @@ import pytest
 from iotdr.agent.aws_limits import limit_violation
 from iotdr.agent.bridge_settings import FromCloud, ToCloud
 from iotdr.agent.settings import ConfigError, parse_settings
-from iotdr.agent.spool import DeadLetter, Incoming, Spool, SpoolFullError
+from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError
+from tests.small_disk import fill, small_disk
 
 
 def test_append_survives_reopen_in_order(tmp_path: Path) -> None:
@@ -32,6 +33,33 @@ def test_cap_refuses_whole_batch(tmp_path: Path) -> None:
     with pytest.raises(SpoolFullError):
         spool.append([Incoming("a", b"x" * 600, 1), Incoming("a", b"x" * 600, 1)])
     assert spool.stats().depth == 1
+
+
+def test_full_disk_refuses_a_batch_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 512) as disk:
+        spool = Spool(disk / "s.sqlite", max_bytes=10 * 1024 * 1024)
+        spool.append([Incoming("a", b"kept", 1)])
+        filler = fill(disk)
+        batch = [Incoming("a", b"x" * 1000, 1) for _ in range(200)]
+        with pytest.raises(DiskFullError):
+            spool.append(batch)
+        assert spool.stats().depth == 1 and spool.stats().bytes == 4
+        filler.unlink()
+        spool.append(batch)  # room again: the same connection goes on
+        assert spool.stats().depth == 201
+        spool.close()
+        again = Spool(disk / "s.sqlite", max_bytes=10 * 1024 * 1024)
+        assert [m.payload for m in again.after(0, 1)] == [b"kept"]
+        assert again.stats().depth == 201
+        again.close()
+
+
+def test_full_disk_at_open_is_not_corruption(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", 256) as disk:
+        fill(disk)
+        with pytest.raises(DiskFullError):
+            Spool(disk / "s.sqlite", max_bytes=10_000)
+        assert not list(disk.glob("*.corrupt-*"))
 
 
 def test_drop_oldest_only_touches_droppable(tmp_path: Path) -> None:

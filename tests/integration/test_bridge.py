@@ -29,6 +29,7 @@ from iotdr.testbed.observer import Observer
 from iotdr.testbed.operator import region_client
 from iotdr.testbed.publisher import LocalPublisher
 from iotdr.testbed.testbed import Testbed as TwoRegions
+from tests.small_disk import fill, small_disk
 
 pytestmark = pytest.mark.testbed
 
@@ -211,6 +212,32 @@ def test_full_spool_applies_backpressure_then_drains(testbed: TwoRegions) -> Non
         assert not missing, f"{len(missing)} lost"
         status = agent.wait_for(lambda s: s["bridge"]["spool"]["depth"] == 0, 30.0, "drained")
         assert not status["bridge"]["spool"]["full"]
+
+
+def test_full_disk_applies_backpressure_then_drains(testbed: TwoRegions) -> None:
+    disk_dir = testbed.info.agent_config.parent / "small-disk"
+    # Room for SQLite's WAL (up to 4 MiB before a checkpoint) once freed.
+    with small_disk(disk_dir, 16 * 1024) as disk:
+        on_disk = {"bridge": {"spool": {"path": str(disk / "spool.sqlite")}}}
+        with gateway(testbed, on_disk) as (agent, observers, publisher):
+            testbed.kill_region("primary")
+            testbed.kill_region("secondary")
+            agent.wait_for(lambda s: not s["connected"], 20.0, "no region")
+            filler = fill(disk)
+            publisher.publish_many(TOPICS, 2000)  # the spool must grow: the disk says no
+            status = agent.wait_for(
+                lambda s: s["bridge"]["spool"]["disk_full"], 30.0, "disk-full back-pressure"
+            )
+            assert status["bridge"]["backpressure"] >= 1
+            assert status["bridge"]["pending_local"] > 0
+            assert "file system holding the spool is full" in agent.log_text()
+            filler.unlink()
+            testbed.restore_region("primary")
+            assert publisher.wait_handed_over(4000, 90.0)
+            missing = wait_delivered(publisher.expected(), observers)
+            assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+            status = agent.wait_for(lambda s: s["bridge"]["spool"]["depth"] == 0, 30.0, "drained")
+            assert not status["bridge"]["spool"]["disk_full"]
 
 
 def test_corrupt_spool_is_moved_aside_and_the_agent_goes_on(testbed: TwoRegions) -> None:
