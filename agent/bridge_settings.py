@@ -76,10 +76,11 @@ class BridgeSettings:
     local_port: int = 1883
     local_client_id: str | None = None  # default: CLIENT_ID-bridge
     # MQTT version of the local session. 3.1.1 by default: paho decodes MQTT 5
-    # properties on every PUBLISH and PUBACK at a cost that halves the
-    # bridge's throughput (4,500 against 8,000 msg/s on one core, measured
-    # with bench/bridge.py); the broker's own limit on unacknowledged
-    # messages (mosquitto: max_inflight_messages) then bounds what we hold.
+    # properties on every PUBLISH and PUBACK, which costs about a quarter of
+    # the bridge's throughput (6,100-6,500 against 4,600-5,700 msg/s on one
+    # core in alternating bench/bridge.py runs); the broker's own limit on
+    # unacknowledged messages (mosquitto: max_inflight_messages) then bounds
+    # what we hold.
     local_protocol: str = "3.1.1"
     # MQTT 5 only: Receive Maximum on the local session; messages delivered
     # but not yet acknowledged (held in memory while the spool is full) stay
