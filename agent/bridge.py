@@ -47,6 +47,9 @@ CloudPublish = Callable[[str, bytes, int, Sequence[tuple[str, str]]], "Future[An
 PublishTrouble = Callable[[int, BaseException], None]
 # PUBACK reason codes below 0x80 are successes (MQTT 5, 3.4.2.1).
 _PUBACK_ERROR = 0x80
+# Local topics whose mapping is remembered (matching a filter costs more
+# than the rest of accepting a message).
+_MAPPING_CACHE = 4096
 # While the disk holding the spool is full, try writing again this often.
 _DISK_RETRY_S = 1.0
 
@@ -114,6 +117,7 @@ class Bridge:
         self._stats_at = 0.0
         self._stats_dirty = False
         self._forwarding = _Forwarding()
+        self._mappings: dict[str, ToCloud | None] = {}
         self._full = False
         self._disk_full = False
         self._retry_at = 0.0  # no spool writes before this (disk full)
@@ -260,10 +264,14 @@ class Bridge:
 
     def _step(self, spool: Spool) -> bool:
         # Room in a full spool only comes with PUBACKs, which arrive here too;
-        # wake up anyway to flush deferred deletes.
+        # wake up anyway to flush deferred deletes, and to retry a full disk.
+        timeout: float | None = None
+        if self._acked or self._stats_dirty:
+            timeout = 0.1
+        elif self._disk_full and self._pending:
+            timeout = _DISK_RETRY_S
         try:
-            busy = self._acked or self._stats_dirty or self._pending
-            items = [self._inbox.get(timeout=0.1 if busy else None)]
+            items = [self._inbox.get(timeout=timeout)]
         except queue.Empty:
             items = []
         # Group commit: whatever queued up meanwhile goes into this batch.
@@ -311,6 +319,7 @@ class Bridge:
         except DiskFullError as exc:  # kept: deleted once there is room
             self._on_disk_full(exc)
             return
+        self._disk_has_room()
         with self._stats_lock:
             self.counters.acknowledged += removed
         self._acked, self._acked_since = [], 0.0
@@ -337,10 +346,17 @@ class Bridge:
         )
 
     def _mapping_for(self, topic: str) -> ToCloud | None:
-        for mapping in self._settings.to_cloud:
-            if mqtt.topic_matches_sub(mapping.filter, topic):
-                return mapping
-        return None
+        try:
+            return self._mappings[topic]
+        except KeyError:
+            pass
+        found = next(
+            (m for m in self._settings.to_cloud if mqtt.topic_matches_sub(m.filter, topic)), None
+        )
+        if len(self._mappings) >= _MAPPING_CACHE:  # topics with ids in them: start over
+            self._mappings.clear()
+        self._mappings[topic] = found
+        return found
 
     def _store(self, spool: Spool) -> None:
         """Store what fits, in arrival order, then acknowledge it locally."""
@@ -384,9 +400,7 @@ class Bridge:
             if isinstance(exc, DiskFullError):
                 self._on_disk_full(exc)
             return
-        if self._disk_full:
-            self._disk_full = False
-            log.info("the spool's disk has room again; accepting local messages")
+        self._disk_has_room()
         with self._stats_lock:
             self.counters.acknowledged += removed
         self._acked, self._acked_since = [], 0.0
@@ -413,6 +427,12 @@ class Bridge:
             "and the agent writes again once there is room",
             exc,
         )
+
+    def _disk_has_room(self) -> None:
+        """A spool write succeeded."""
+        if self._disk_full:
+            self._disk_full = False
+            log.info("the spool's disk has room again; accepting local messages")
 
     def _make_room(self, spool: Spool, pending: _Pending) -> int:
         if not (pending.incoming and pending.incoming.droppable):

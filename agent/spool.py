@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +116,10 @@ class Spool:
             "SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM messages"
         ).fetchone()
         self._dead = int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+        # Message ids: 64 random bits per Spool instance, then a counter, so
+        # ids never repeat across restarts without a system call per message.
+        self._msg_id_prefix = os.urandom(8).hex()
+        self._next_msg_id = 0
 
     @staticmethod
     def _open(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -164,9 +168,7 @@ class Spool:
         Returns how many of `delete` were still here."""
         size = sum(len(i.payload) for i in items)
         now = time.time()
-        # Message ids: 96 random bits per batch, then the position in it;
-        # one draw from the OS per batch instead of one per message.
-        batch = uuid.uuid4().hex[:24]
+        first = self._next_msg_id
         with self._transaction():
             count, freed = self._delete_rows(delete)
             if items and self._bytes - freed + size > self.max_bytes:
@@ -175,7 +177,7 @@ class Spool:
                 "INSERT INTO messages (topic, payload, qos, droppable, msg_id, enqueued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (i.topic, i.payload, i.qos, int(i.droppable), f"{batch}{n:08x}", now)
+                    (i.topic, i.payload, i.qos, int(i.droppable), self._msg_id(first + n), now)
                     for n, i in enumerate(items)
                 ],
             )
@@ -183,10 +185,14 @@ class Spool:
                 "INSERT INTO dead_letters (topic, payload, reason, at) VALUES (?, ?, ?, ?)",
                 [(d.topic, d.payload, d.reason, now) for d in dead],
             )
+        self._next_msg_id = first + len(items)
         self._bytes += size - freed
         self._depth += len(items) - count
         self._dead += len(dead)
         return count
+
+    def _msg_id(self, n: int) -> str:
+        return f"{self._msg_id_prefix}{n:016x}"
 
     def delete(self, ids: Iterable[int]) -> int:
         """Forget acknowledged messages; returns how many were still here."""
