@@ -23,12 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
-
-from paho.mqtt.client import topic_matches_sub as topic_matches
+from typing import TYPE_CHECKING, Any
 
 from iotdr.agent import probes
-from iotdr.agent.bridge import Bridge
 from iotdr.agent.cloud_mqtt import CloudConnection, Transport, error_name
 from iotdr.agent.commands import (
     ArmTimer,
@@ -60,6 +57,9 @@ from iotdr.agent.machine import Machine, Snapshot
 from iotdr.agent.notify import notify
 from iotdr.agent.settings import ConfigError, Settings
 from iotdr.agent.status import status_document
+
+if TYPE_CHECKING:
+    from iotdr.agent.bridge import Bridge
 
 log = logging.getLogger("iotdr.agent")
 
@@ -109,6 +109,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._listeners: list[tuple[str, MessageListener]] = []
+        self._topic_matches: Callable[[str, str], bool] = lambda _filter, _topic: False
         self._started_epoch = time.time()
 
     # ------------------------------------------------------------- run
@@ -143,6 +144,10 @@ class Daemon:
         self._crt_tls = transport.tls_context(settings.tls)
         self._bridge: Bridge | None = None
         if settings.bridge.enabled or embedded:
+            # Imported here: paho-mqtt and SQLite cost a device without a
+            # bridge about 1 MiB of RSS it has no use for.
+            from iotdr.agent.bridge import Bridge  # noqa: PLC0415
+
             self._bridge = Bridge(
                 settings.bridge,
                 settings.client_id,
@@ -189,6 +194,9 @@ class Daemon:
     def add_cloud_listener(self, topic_filter: str, listener: MessageListener) -> None:
         """Subscribe in every region the agent lands in; `listener(topic,
         payload)` runs on a CRT thread."""
+        from paho.mqtt.client import topic_matches_sub  # noqa: PLC0415 (as the bridge)
+
+        self._topic_matches = topic_matches_sub
         self._listeners.append((topic_filter, listener))
 
     def submit(self, topic: str, payload: bytes) -> Future[None]:
@@ -202,7 +210,7 @@ class Daemon:
         if self._bridge is not None:
             self._bridge.on_cloud_message(topic, payload)
         for topic_filter, listener in self._listeners:
-            if topic_matches(topic_filter, topic):
+            if self._topic_matches(topic_filter, topic):
                 listener(topic, payload)
 
     def request_stop(self) -> None:
