@@ -214,6 +214,23 @@ def throughput_agent(count: int, protocol: str, *, idle: bool = True) -> dict[st
         }
 
 
+def memory_without_bridge() -> dict[str, float]:
+    """RSS and PSS of the failover agent alone (no bridge: no paho, no
+    SQLite), connected and idle for 10 s."""
+    with (
+        tempfile.TemporaryDirectory(prefix="iotdr-bench-") as tmp,
+        Testbed.up(Path(tmp) / "tb") as tb,
+    ):
+        agent = AgentRunner(tb, overrides={"heartbeat": {"topic": None}}).start()
+        agent.wait_connected("region-a")
+        assert agent.process is not None
+        time.sleep(10.0)
+        pid = agent.process.pid
+        figures = {"rss_mb": memory_mib(pid), "pss_mb": memory_mib(pid, "Pss")}
+        agent.stop()
+        return figures
+
+
 def throughput_mosquitto_bridge(count: int) -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory(prefix="iotdr-bench-") as tmp,
@@ -340,6 +357,7 @@ def main() -> int:
         ours = throughput_agent(args.messages, "3.1.1")
         ours_v5 = throughput_agent(args.messages, "5", idle=False)
         peer = throughput_mosquitto_bridge(args.messages)
+        alone = memory_without_bridge()
         print(
             f"\nBridge benchmark ({args.messages} messages, agent/bridge pinned to core "
             f"{AGENT_CORE}, durable spool)"
@@ -358,6 +376,10 @@ def main() -> int:
         print(
             f"  agent idle: CPU {ours['idle_cpu_pct']:.2f} % of a core over 30 s, "
             f"RSS {ours['idle_rss_mb']:.1f} MiB (PSS {ours['idle_pss_mb']:.1f} MiB)"
+        )
+        print(
+            f"  agent without the bridge, idle: RSS {alone['rss_mb']:.1f} MiB "
+            f"(PSS {alone['pss_mb']:.1f} MiB)"
         )
     if args.zero_loss:
         result = zero_loss(args.zero_loss, args.rate)
