@@ -248,17 +248,20 @@ class Bridge:
         while the local broker keeps everything)."""
         while True:
             try:
-                return Spool(
+                spool = Spool(
                     self._spool_path,
                     max_bytes=self._settings.spool.max_bytes,
                     synchronous=self._settings.spool.synchronous,
                 )
+                self._disk_has_room()
+                return spool
             except DiskFullError as exc:
                 if not self._disk_full:
                     self._disk_full = True
                     log.error("%s; trying again every %.0f s", exc, _DISK_RETRY_S)
                     with self._stats_lock:
                         self._spool_stats = {"path": str(self._spool_path), "disk_full": True}
+                    self._ready.set()  # start() goes on; local messages wait in the inbox
             if self._stopping.wait(_DISK_RETRY_S):
                 return None
 
@@ -319,10 +322,7 @@ class Bridge:
         except DiskFullError as exc:  # kept: deleted once there is room
             self._on_disk_full(exc)
             return
-        self._disk_has_room()
-        with self._stats_lock:
-            self.counters.acknowledged += removed
-        self._acked, self._acked_since = [], 0.0
+        self._wrote(removed)
 
     def _accept_local(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         with self._stats_lock:
@@ -400,10 +400,7 @@ class Bridge:
             if isinstance(exc, DiskFullError):
                 self._on_disk_full(exc)
             return
-        self._disk_has_room()
-        with self._stats_lock:
-            self.counters.acknowledged += removed
-        self._acked, self._acked_since = [], 0.0
+        self._wrote(removed)
         with self._stats_lock:
             self.counters.spooled += sum(1 for p in batch if p.incoming)
             self.counters.dead_lettered += sum(1 for p in batch if p.dead)
@@ -428,8 +425,15 @@ class Bridge:
             exc,
         )
 
+    def _wrote(self, removed: int) -> None:
+        """A spool write succeeded; it also forgot the acknowledged ids
+        waiting in self._acked, `removed` of them still there."""
+        self._disk_has_room()
+        with self._stats_lock:
+            self.counters.acknowledged += removed
+        self._acked, self._acked_since = [], 0.0
+
     def _disk_has_room(self) -> None:
-        """A spool write succeeded."""
         if self._disk_full:
             self._disk_full = False
             log.info("the spool's disk has room again; accepting local messages")

@@ -375,8 +375,9 @@ class Daemon:
         except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
             log.error("configuration NOT changed: %s", exc)
             return
-        if loaded.settings.control_socket != self._settings.control_socket:
-            log.warning("control_socket changes take effect after a restart")
+        for key in ("control_socket", "bridge"):
+            if getattr(loaded.settings, key) != getattr(self._settings, key):
+                log.warning("%s changes take effect after a restart", key)
         self._cloud.reconfigure(loaded.settings, crt_tls)
         self._loaded, self._settings, self._ssl = loaded, loaded.settings, ssl_context
         self._crt_tls = crt_tls

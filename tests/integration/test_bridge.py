@@ -240,6 +240,22 @@ def test_full_disk_applies_backpressure_then_drains(testbed: TwoRegions) -> None
             assert not status["bridge"]["spool"]["disk_full"]
 
 
+def test_full_disk_at_start_waits_for_room(testbed: TwoRegions) -> None:
+    disk_dir = testbed.info.agent_config.parent / "small-disk"
+    with small_disk(disk_dir, 16 * 1024) as disk:
+        filler = fill(disk)
+        on_disk = {"bridge": {"spool": {"path": str(disk / "spool.sqlite")}}}
+        with gateway(testbed, on_disk) as (agent, observers, publisher):
+            status = agent.wait_for(lambda s: s["bridge"]["spool"]["disk_full"], 10.0, "disk full")
+            assert status["connected"]  # the cloud side did not wait for the disk
+            publisher.publish_many(TOPICS, 100)
+            filler.unlink()
+            assert publisher.wait_handed_over(200, 30.0)
+            assert not wait_delivered(publisher.expected(), observers)
+            status = agent.wait_for(lambda s: not s["bridge"]["spool"]["disk_full"], 10.0, "room")
+            assert not list(disk.glob("*.corrupt-*"))
+
+
 def test_corrupt_spool_is_moved_aside_and_the_agent_goes_on(testbed: TwoRegions) -> None:
     state = testbed.info.agent_config.parent / "state"
     state.mkdir(parents=True, exist_ok=True)
