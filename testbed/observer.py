@@ -128,7 +128,8 @@ class Observer:
         properties: Properties | None,
     ) -> None:
         if not reason_code.is_failure:
-            # Subscribed on every connection: a restarted region has lost the session.
+            # Subscribed on every connection: a region killed before its next
+            # autosave has lost our session.
             client.subscribe([(topic, 1) for topic in self._topics])
 
     def _on_subscribe(
