@@ -1,7 +1,7 @@
 # iotdr developer entry points. Every target installs what it needs first.
 VENV := .venv
 PY := $(VENV)/bin/python
-SRC := agent testbed cli cloud tests bench
+SRC := agent testbed cli cloud simulator tests bench
 
 .PHONY: setup demo test lint typecheck unit integration bench clean
 
@@ -19,8 +19,8 @@ lint: setup
 # the iotdr namespace made of links to the real folders.
 typecheck: setup
 	mkdir -p build/typecheck/iotdr
-	for p in agent testbed cli cloud; do ln -sfn $(CURDIR)/$$p build/typecheck/iotdr/$$p; done
-	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p iotdr.agent -p iotdr.testbed -p iotdr.cli -p iotdr.cloud -p tests
+	for p in agent testbed cli cloud simulator; do ln -sfn $(CURDIR)/$$p build/typecheck/iotdr/$$p; done
+	MYPYPATH=build/typecheck $(VENV)/bin/mypy -p iotdr.agent -p iotdr.testbed -p iotdr.cli -p iotdr.cloud -p iotdr.simulator -p tests
 	MYPYPATH=build/typecheck $(VENV)/bin/mypy bench
 
 unit: setup

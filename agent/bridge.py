@@ -35,8 +35,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from iotdr.agent.aws_limits import limit_violation
-from iotdr.agent.bridge_settings import BridgeSettings, ToCloud
+from iotdr.agent.core.aws_limits import limit_violation
+from iotdr.agent.core.bridge_settings import BridgeSettings, ToCloud
 from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError, Stored
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from typing import Any
 from awscrt import io, mqtt5
 from awscrt.exceptions import AwsCrtError
 
-from iotdr.agent.endpoints import Endpoint
-from iotdr.agent.events import ConnectFailed, ConnectionLost, ConnectSucceeded, Event
-from iotdr.agent.failures import classify_connect_error, classify_loss
-from iotdr.agent.settings import ConnectionSettings, Settings, TlsSettings
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.events import ConnectFailed, ConnectionLost, ConnectSucceeded, Event
+from iotdr.agent.core.failures import classify_connect_error, classify_loss
+from iotdr.agent.core.settings import ConnectionSettings, Settings, TlsSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from iotdr.agent.settings import ConfigError, Settings, parse_settings
+from iotdr.agent.core.settings import ConfigError, Settings, parse_settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from iotdr.agent import probes
 from iotdr.agent.cloud_mqtt import CloudConnection, Transport, error_name
-from iotdr.agent.commands import (
+from iotdr.agent.config_files import LoadedConfig, load_for
+from iotdr.agent.control import ControlServer
+from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
     Command,
@@ -39,10 +41,7 @@ from iotdr.agent.commands import (
     Report,
     Resolve,
 )
-from iotdr.agent.config_files import LoadedConfig, load_for
-from iotdr.agent.control import ControlServer
-from iotdr.agent.dns_lookup import lookup, make_resolver
-from iotdr.agent.events import (
+from iotdr.agent.core.events import (
     ConfigChanged,
     Event,
     ProbeCompleted,
@@ -52,10 +51,11 @@ from iotdr.agent.events import (
     TimerFired,
     TimerName,
 )
-from iotdr.agent.failures import classify_loss
-from iotdr.agent.machine import Machine, Snapshot
+from iotdr.agent.core.failures import classify_loss
+from iotdr.agent.core.machine import Machine, Snapshot
+from iotdr.agent.core.settings import ConfigError, Settings
+from iotdr.agent.dns_lookup import lookup, make_resolver
 from iotdr.agent.notify import notify
-from iotdr.agent.settings import ConfigError, Settings
 from iotdr.agent.status import status_document
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
-from iotdr.agent.events import DnsAnswered, DnsFailed, DnsFailure, Event
-from iotdr.agent.settings import DnsSettings
+from iotdr.agent.core.events import DnsAnswered, DnsFailed, DnsFailure, Event
+from iotdr.agent.core.settings import DnsSettings
 
 
 def make_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:

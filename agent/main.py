@@ -11,8 +11,8 @@ from pathlib import Path
 
 from iotdr.agent.config_files import load_for
 from iotdr.agent.control import query_status
+from iotdr.agent.core.settings import ConfigError
 from iotdr.agent.daemon import Daemon, EndpointFilter
-from iotdr.agent.settings import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(region)s %(endpoint)s] %(message)s"
 

@@ -16,9 +16,9 @@ import ssl
 from awscrt import io, mqtt5
 
 from iotdr.agent.cloud_mqtt import Transport, error_name
-from iotdr.agent.endpoints import Endpoint
-from iotdr.agent.failures import FailureKind, classify_connect_error
-from iotdr.agent.settings import ProbeDepth, Settings
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.failures import FailureKind, classify_connect_error
+from iotdr.agent.core.settings import ProbeDepth, Settings
 
 
 class ProbeFailedError(Exception):

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotdr.agent.machine import Snapshot
+from iotdr.agent.core.machine import Snapshot
 
 
 def status_document(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from iotdr.agent.bridge_settings import BridgeSettings
 from iotdr.agent.config_files import load, load_for, system_layers
-from iotdr.agent.endpoints import (
+from iotdr.agent.core.bridge_settings import BridgeSettings
+from iotdr.agent.core.endpoints import (
     Endpoint,
     TxtError,
     host_allowed,
@@ -16,8 +16,7 @@ from iotdr.agent.endpoints import (
     region_of,
     with_region,
 )
-from iotdr.agent.main import main
-from iotdr.agent.settings import (
+from iotdr.agent.core.settings import (
     BackoffSettings,
     ConfigError,
     ConnectionSettings,
@@ -27,6 +26,7 @@ from iotdr.agent.settings import (
     JitrSettings,
     ProbeDepth,
 )
+from iotdr.agent.main import main
 
 BASE = """
 client_id: dev-1

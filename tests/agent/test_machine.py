@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from iotdr.agent.commands import (
+from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
     Command,
@@ -18,8 +18,8 @@ from iotdr.agent.commands import (
     Resolve,
     Why,
 )
-from iotdr.agent.endpoints import Role
-from iotdr.agent.events import (
+from iotdr.agent.core.endpoints import Role
+from iotdr.agent.core.events import (
     ConfigChanged,
     ConnectFailed,
     ConnectionLost,
@@ -32,8 +32,8 @@ from iotdr.agent.events import (
     TimerFired,
     TimerName,
 )
-from iotdr.agent.failures import FailureKind
-from iotdr.agent.machine import Machine, MachineError, State
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.machine import Machine, MachineError, State
 from tests.agent.world import EVIL, PRIMARY, SECONDARY, DnsMode, Health, World, make_settings
 
 TXT = '{"primary": "region-a", "secondary": "region-b"}'

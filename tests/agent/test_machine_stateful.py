@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from iotdr.agent.endpoints import Endpoint
+from iotdr.agent.core.endpoints import Endpoint
 from tests.agent.world import PRIMARY, SECONDARY, DnsMode, Health, World, make_settings
 
 ENDPOINTS = st.sampled_from([PRIMARY, SECONDARY])

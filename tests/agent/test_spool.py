@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from iotdr.agent.aws_limits import limit_violation
-from iotdr.agent.bridge_settings import FromCloud, ToCloud
-from iotdr.agent.settings import ConfigError, parse_settings
+from iotdr.agent.core.aws_limits import limit_violation
+from iotdr.agent.core.bridge_settings import FromCloud, ToCloud
+from iotdr.agent.core.settings import ConfigError, parse_settings
 from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError
 from tests.small_disk import fill, small_disk
 

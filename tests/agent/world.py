@@ -15,7 +15,7 @@ import itertools
 import random
 from dataclasses import dataclass, field
 
-from iotdr.agent.commands import (
+from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
     Command,
@@ -26,8 +26,8 @@ from iotdr.agent.commands import (
     Resolve,
     Why,
 )
-from iotdr.agent.endpoints import Endpoint
-from iotdr.agent.events import (
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.events import (
     ConnectFailed,
     ConnectionLost,
     ConnectSucceeded,
@@ -40,9 +40,9 @@ from iotdr.agent.events import (
     TimerFired,
     TimerName,
 )
-from iotdr.agent.failures import FailureKind
-from iotdr.agent.machine import Machine, State
-from iotdr.agent.settings import Settings, parse_settings
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.machine import Machine, State
+from iotdr.agent.core.settings import Settings, parse_settings
 
 PRIMARY = Endpoint(host="abc-ats.iot.region-a.example.test", port=8883)
 SECONDARY = Endpoint(host="abc-ats.iot.region-b.example.test", port=8883)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from iotdr.agent.settings import BackoffSettings
+from iotdr.agent.core.settings import BackoffSettings
 
 
 class Rng(Protocol):

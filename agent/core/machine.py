@@ -43,8 +43,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from iotdr.agent.backoff import Rng, backoff_delay
-from iotdr.agent.commands import (
+from iotdr.agent.core.backoff import Rng, backoff_delay
+from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
     Command,
@@ -57,7 +57,7 @@ from iotdr.agent.commands import (
     Resolve,
     Why,
 )
-from iotdr.agent.endpoints import (
+from iotdr.agent.core.endpoints import (
     Endpoint,
     RegionRoles,
     Role,
@@ -65,7 +65,7 @@ from iotdr.agent.endpoints import (
     host_allowed,
     parse_region_roles,
 )
-from iotdr.agent.events import (
+from iotdr.agent.core.events import (
     ConfigChanged,
     ConnectFailed,
     ConnectionLost,
@@ -80,9 +80,9 @@ from iotdr.agent.events import (
     TimerFired,
     TimerName,
 )
-from iotdr.agent.failures import FailureKind
-from iotdr.agent.settings import Settings
-from iotdr.agent.topology import Topology
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.settings import Settings
+from iotdr.agent.core.topology import Topology
 
 
 class State(enum.Enum):

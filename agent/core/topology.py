@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from iotdr.agent.endpoints import (
+from iotdr.agent.core.endpoints import (
     Endpoint,
     RegionRoles,
     Role,
@@ -19,7 +19,7 @@ from iotdr.agent.endpoints import (
     region_of,
     with_region,
 )
-from iotdr.agent.settings import EndpointSettings, Settings
+from iotdr.agent.core.settings import EndpointSettings, Settings
 
 
 def _endpoint(settings: EndpointSettings | None) -> Endpoint | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from iotdr.agent.bridge_settings import BridgeSettings, parse_bridge
+from iotdr.agent.core.bridge_settings import BridgeSettings, parse_bridge
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from iotdr.agent.settings import _Reader
+    from iotdr.agent.core.settings import _Reader
 
 MIB = 1024 * 1024
 

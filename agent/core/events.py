@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from iotdr.agent.endpoints import Endpoint
-from iotdr.agent.failures import FailureKind
-from iotdr.agent.settings import Settings
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.settings import Settings
 
 
 class TimerName(enum.Enum):

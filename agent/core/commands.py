@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from iotdr.agent.endpoints import Endpoint
-from iotdr.agent.events import TimerName
-from iotdr.agent.settings import ProbeDepth
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.events import TimerName
+from iotdr.agent.core.settings import ProbeDepth
 
 
 class Why(enum.Enum):
