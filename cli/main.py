@@ -8,6 +8,7 @@ import sys
 
 from iotdr.cli.demo import run_demo
 from iotdr.cloud import commands as cloud_commands
+from iotdr.simulator import commands as simulate_commands
 from iotdr.testbed import commands as testbed_commands
 
 
@@ -16,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     testbed_commands.register(sub)
     cloud_commands.register(sub)
+    simulate_commands.register(sub)
     demo = sub.add_parser(
         "demo", help="fail a local two-region testbed over and back, with timings"
     )

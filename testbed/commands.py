@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from iotdr.testbed.connect_limits import ConnectLimits
 from iotdr.testbed.errors import TestbedError
 from iotdr.testbed.state import DnsFailMode
 from iotdr.testbed.testbed import Testbed
@@ -67,7 +68,23 @@ _FAULTS: dict[str, tuple[str, list[str], _FaultAction]] = {
         ["region"],
         lambda tb, a: tb.set_auth_reject(a.region, False),
     ),
+    "limits": (
+        "restart a region with AWS IoT's CONNECT quotas (RATE per second, or off)",
+        ["region", "rate"],
+        lambda tb, a: tb.set_connect_limits(a.region, _limits(a.rate)),
+    ),
 }
+
+
+def _limits(rate: str) -> ConnectLimits | None:
+    """`off`, or the account-wide CONNECT rate (the client-id rule comes with it)."""
+    if rate == "off":
+        return None
+    try:
+        return ConnectLimits(account_connects_per_s=float(rate))
+    except ValueError as exc:
+        raise TestbedError(f"rate must be a number of CONNECTs per second or off: {exc}") from exc
+
 
 _ARGUMENT_HELP = {
     "region": "primary|secondary or region-a|region-b",
@@ -75,6 +92,7 @@ _ARGUMENT_HELP = {
     "text": "any text, garbage included",
     "switch": "on|off",
     "mode": "|".join(mode.value for mode in DnsFailMode),
+    "rate": "CONNECTs per second for the whole account (AWS default 500), or off",
 }
 _ARGUMENT_CHOICES = {"switch": ["on", "off"], "mode": [mode.value for mode in DnsFailMode]}
 
@@ -95,6 +113,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
     up = commands.add_parser("up", parents=[directory], help="start a testbed")
     up.add_argument("--cname-ttl", type=int, default=5, help="TTL of the CNAME (default: 5)")
+    up.add_argument(
+        "--connect-quota",
+        metavar="RATE",
+        help="emulate AWS IoT's CONNECT quotas in both regions: RATE per second per "
+        "account (AWS default 500) and 1 per second per client id",
+    )
     up.set_defaults(func=_up)
 
     status = commands.add_parser("status", parents=[directory], help="what runs, which faults")
@@ -136,7 +160,8 @@ def _reporting_errors(
 
 @_reporting_errors
 def _up(args: argparse.Namespace) -> int:
-    testbed = Testbed.up(args.dir, cname_ttl=args.cname_ttl)
+    limits = _limits(args.connect_quota) if args.connect_quota else None
+    testbed = Testbed.up(args.dir, cname_ttl=args.cname_ttl, connect_limits=limits)
     info = testbed.info
     print(f"testbed up in {testbed.directory} (namespace {info.netns})")
     print(f"  contract:     {testbed.directory / 'testbed.json'}")

@@ -57,6 +57,10 @@ class Layout:
     def password_file(self) -> Path:
         return self.mosquitto / "passwords"
 
+    def connect_stats(self, region_name: str) -> Path:
+        """Per-second CONNECT counts of a region with limits (connect_limits.c)."""
+        return self.mosquitto / f"{region_name}-connects.txt"
+
     def jitr_registry(self, region_name: str) -> Path:
         return self.mosquitto / f"{region_name}-jitr-registry.json"
 

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import secrets
 
+from iotdr.testbed.connect_limits import build_plugin, plugin_config
 from iotdr.testbed.layout import Layout
 from iotdr.testbed.pki import rogue_name
 from iotdr.testbed.state import RegionFaults
@@ -68,7 +69,8 @@ def _auth(layout: Layout, faults: RegionFaults, *, identity_from_cert: bool) -> 
     if identity_from_cert:
         return "use_identity_as_username true\nallow_anonymous false\n"
     # Behind the gate the broker no longer sees certificates; the gate has
-    # already authenticated the client.
+    # already authenticated the client. With CONNECT limits, TLS still
+    # requires a certificate, and the limits plugin decides each CONNECT.
     return "allow_anonymous true\n"
 
 
@@ -83,9 +85,20 @@ def _region_persistence(layout: Layout, region: RegionSpec) -> str:
     return f"persistence true\npersistence_location {store}/\nautosave_interval 1\n"
 
 
+def _limits(layout: Layout, region: RegionSpec, faults: RegionFaults) -> str:
+    """The CONNECT quota plugin; mosquitto 2.0 consults it only on listeners
+    that do not take the identity from the certificate."""
+    if faults.connect_limits is None or faults.auth_reject:
+        return ""
+    plugin = build_plugin(layout.mosquitto / "plugins")
+    return plugin_config(plugin, faults.connect_limits, layout.connect_stats(region.name))
+
+
 def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> str:
     header = f"# {region.name} ({region.role}), faults: {faults.describe() or 'none'}\n"
     header += _COMMON.replace("persistence false\n", _region_persistence(layout, region))
+    limits = _limits(layout, region, faults)
+    header += limits
     if faults.jitr_delay_s is not None:
         listener = f"listener {GATE_UPSTREAM_PORT} {region.address}\n"
         return header + listener + _auth(layout, faults, identity_from_cert=False)
@@ -97,7 +110,7 @@ def region_config(layout: Layout, region: RegionSpec, faults: RegionFaults) -> s
         f"keyfile {layout.key(cert_name)}\n"
         "require_certificate true\n"
     )
-    return header + listener + _auth(layout, faults, identity_from_cert=True)
+    return header + listener + _auth(layout, faults, identity_from_cert=not limits)
 
 
 def local_config(layout: Layout) -> str:

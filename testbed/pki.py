@@ -9,6 +9,7 @@ strict verifier expects (key identifiers, key usage, extended key usage).
 import datetime
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -54,8 +55,13 @@ def _builder(subject: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.
 def _write(
     layout: Layout, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
 ) -> None:
-    layout.pem(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path = layout.key(name)
+    _write_pair(layout.pem(name), layout.key(name), cert, key)
+
+
+def _write_pair(
+    cert_path: Path, key_path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> None:
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.touch(mode=0o600)
     key_path.write_bytes(
         key.private_bytes(
@@ -92,15 +98,13 @@ def _make_ca(layout: Layout, name: str, common_name: str) -> _Issuer:
     return _Issuer(cert=cert, key=key)
 
 
-def _make_leaf(
-    layout: Layout,
-    name: str,
+def _leaf(
     issuer: _Issuer,
     *,
     common_name: str,
     usage: x509.ObjectIdentifier,
     alt_names: list[x509.GeneralName] | None = None,
-) -> None:
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
         _builder(_name(common_name), key.public_key())
@@ -128,7 +132,38 @@ def _make_leaf(
     )
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-    _write(layout, name, builder.sign(issuer.key, hashes.SHA256()), key)
+    return builder.sign(issuer.key, hashes.SHA256()), key
+
+
+def _make_leaf(
+    layout: Layout,
+    name: str,
+    issuer: _Issuer,
+    *,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    alt_names: list[x509.GeneralName] | None = None,
+) -> None:
+    cert, key = _leaf(issuer, common_name=common_name, usage=usage, alt_names=alt_names)
+    _write(layout, name, cert, key)
+
+
+def issue_client_certificates(layout: Layout, client_ids: list[str], directory: Path) -> None:
+    """A client certificate (CN = client id) and key per id, signed by the
+    testbed CA, as `directory/ID.pem` and `directory/ID.key` (mode 0600);
+    ids that already have both files are kept. `directory/ca.pem` is the CA."""
+    ca_cert = x509.load_pem_x509_certificate(layout.pem("ca").read_bytes())
+    ca_key = serialization.load_pem_private_key(layout.key("ca").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    issuer = _Issuer(cert=ca_cert, key=ca_key)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.pem").write_bytes(layout.pem("ca").read_bytes())
+    for client_id in client_ids:
+        cert_path, key_path = directory / f"{client_id}.pem", directory / f"{client_id}.key"
+        if cert_path.exists() and key_path.exists():
+            continue
+        cert, key = _leaf(issuer, common_name=client_id, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+        _write_pair(cert_path, key_path, cert, key)
 
 
 def _server_alt_names(region: RegionSpec) -> list[x509.GeneralName]:

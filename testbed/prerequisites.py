@@ -1,6 +1,7 @@
 """Finds the programs the testbed runs and says plainly what is missing."""
 
 import os
+import resource
 import shutil
 from dataclasses import dataclass
 
@@ -44,3 +45,19 @@ def find_tools() -> Tools:
         knotd=_find("knotd", "knot"),
         knotc=_find("knotc", "knot"),
     )
+
+
+# A region must hold 10,000+ mutual-TLS connections (the fleet simulator),
+# and processes inherit this limit from whoever starts the testbed.
+OPEN_FILES = 1_048_576
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES) -> None:
+    """Raises this process's open-file limit (root may raise the hard limit),
+    so the brokers started from it and the simulator can hold many sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

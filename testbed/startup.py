@@ -9,6 +9,7 @@ import shutil
 
 from iotdr.testbed import knot, regions
 from iotdr.testbed.agent_config import write_agent_config
+from iotdr.testbed.connect_limits import ConnectLimits
 from iotdr.testbed.contract import (
     CertificateFiles,
     ClientIdentity,
@@ -40,7 +41,9 @@ from iotdr.testbed.topology import (
 )
 
 
-def start_everything(rt: Runtime, *, cname_ttl: int) -> None:
+def start_everything(
+    rt: Runtime, *, cname_ttl: int, connect_limits: ConnectLimits | None = None
+) -> None:
     """Starts Knot and the brokers, then writes testbed.json and state.json."""
     layout = rt.layout
     # Leftovers of an earlier testbed in the same directory (Knot's databases
@@ -62,7 +65,8 @@ def start_everything(rt: Runtime, *, cname_ttl: int) -> None:
     knot_pid = knot.start(rt)
     local_pid = regions.start_local(rt)
     started = {
-        role: regions.start_region(rt, spec, RegionFaults()) for role, spec in REGIONS.items()
+        role: regions.start_region(rt, spec, RegionFaults(connect_limits=connect_limits))
+        for role, spec in REGIONS.items()
     }
     write_agent_config(layout)
     state = TestbedState(

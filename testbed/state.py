@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from iotdr.testbed.connect_limits import ConnectLimits
 from iotdr.testbed.dns_records import DnsRecords, TsigKey
 from iotdr.testbed.errors import TestbedError
 from iotdr.testbed.jsonfile import read_json, write_json
@@ -29,6 +30,9 @@ class RegionFaults:
     jitr_delay_s: float | None = None  # None: JITR off
     tls_bad: bool = False
     auth_reject: bool = False
+    # Not a fault, but like one it decides the broker's configuration and
+    # must survive kill/restore: the region's emulated AWS IoT CONNECT quotas.
+    connect_limits: ConnectLimits | None = None
 
     def describe(self) -> list[str]:
         active = []
@@ -42,6 +46,8 @@ class RegionFaults:
             active.append("tls-bad")
         if self.auth_reject:
             active.append("auth-reject")
+        if self.connect_limits is not None:
+            active.append(self.connect_limits.describe())
         return active
 
 
@@ -117,13 +123,18 @@ def _region_json(region: RegionState) -> dict[str, Any]:
             "jitr_delay_s": faults.jitr_delay_s,
             "tls_bad": faults.tls_bad,
             "auth_reject": faults.auth_reject,
+            "connect_limits": faults.connect_limits.to_json() if faults.connect_limits else None,
         },
     }
 
 
 def _region_from_json(data: dict[str, Any]) -> RegionState:
+    faults = dict(data["faults"])
+    limits = faults.pop("connect_limits", None)
     return RegionState(
-        faults=RegionFaults(**data["faults"]),
+        faults=RegionFaults(
+            **faults, connect_limits=ConnectLimits.from_json(limits) if limits else None
+        ),
         broker_pid=int(data["broker_pid"]),
         gate_pid=int(data["gate_pid"]),
     )

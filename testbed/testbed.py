@@ -20,10 +20,11 @@ from pathlib import Path
 from types import TracebackType
 
 from iotdr.testbed import dns_faults, firewall, netns, processes, regions
+from iotdr.testbed.connect_limits import ConnectLimits, SecondCounts, read_stats
 from iotdr.testbed.contract import TestbedInfo, load_info, save_info
 from iotdr.testbed.errors import TestbedError
 from iotdr.testbed.layout import Layout
-from iotdr.testbed.prerequisites import find_tools
+from iotdr.testbed.prerequisites import find_tools, raise_open_files_limit
 from iotdr.testbed.runtime import Runtime
 from iotdr.testbed.startup import start_everything
 from iotdr.testbed.state import (
@@ -56,9 +57,15 @@ class Testbed(AbstractContextManager["Testbed"]):
     # -- life cycle ----------------------------------------------------------
 
     @classmethod
-    def up(cls, directory: Path, *, cname_ttl: int = 5) -> "Testbed":
-        """Starts a testbed with its files in `directory`; see DESIGN.md."""
+    def up(
+        cls, directory: Path, *, cname_ttl: int = 5, connect_limits: ConnectLimits | None = None
+    ) -> "Testbed":
+        """Starts a testbed with its files in `directory`; see DESIGN.md.
+
+        `connect_limits` gives both regions AWS IoT's CONNECT quotas.
+        """
         tools = find_tools()
+        raise_open_files_limit()
         layout = Layout.at(directory)
         layout.directory.mkdir(parents=True, exist_ok=True)
         with _file_lock(layout.lock):
@@ -67,7 +74,7 @@ class Testbed(AbstractContextManager["Testbed"]):
             netns.create(tools.ip, name, nameserver=DNS_ADDRESS, extra_address=ADDRCONFIG_ADDRESS)
             testbed = cls(Runtime(tools, name, netns.inode(name), layout))
             try:
-                start_everything(testbed._rt, cname_ttl=cname_ttl)
+                start_everything(testbed._rt, cname_ttl=cname_ttl, connect_limits=connect_limits)
             except BaseException:
                 testbed._teardown()
                 raise
@@ -140,6 +147,11 @@ class Testbed(AbstractContextManager["Testbed"]):
     @property
     def directory(self) -> Path:
         return self._rt.layout.directory
+
+    @property
+    def layout(self) -> Layout:
+        """Where the testbed's files are (PKI, logs, configurations)."""
+        return self._rt.layout
 
     @property
     def netns(self) -> str:
@@ -252,6 +264,17 @@ class Testbed(AbstractContextManager["Testbed"]):
         with self._locked() as state:
             faults = replace(state.regions[which].faults, auth_reject=reject)
             self._reconfigure(state, which, faults)
+
+    def set_connect_limits(self, role: str, limits: ConnectLimits | None) -> None:
+        """Restarts the region with these CONNECT quotas (None: unlimited)."""
+        which = resolve_role(role)
+        with self._locked() as state:
+            faults = replace(state.regions[which].faults, connect_limits=limits)
+            self._reconfigure(state, which, faults)
+
+    def connect_counts(self, role: str) -> list[SecondCounts]:
+        """Per-second CONNECTs accepted and refused by a region with limits."""
+        return read_stats(self._rt.layout.connect_stats(REGIONS[resolve_role(role)].name))
 
     def _reconfigure(self, state: TestbedState, role: Role, faults: RegionFaults) -> None:
         region = state.regions[role]

@@ -412,3 +412,8 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     if primary is None and settings.dns.name is None:
         raise ConfigError(source, "endpoints.primary", "is required when dns.name is not set")
     return settings
+
+
+# The reader that names the file and dotted key in every error, for other
+# YAML documents validated the same way (the simulator's scenario files).
+Reader = _Reader

@@ -1,0 +1,61 @@
+"""`iotdr simulate ...`: thin CLI over the simulator.
+
+iotdr simulate run SCENARIO --out DIR [--devices N] [--testbed DIR] [-q]
+iotdr simulate certs N --dir D [--testbed DIR] [--client-id PATTERN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from iotdr.simulator.run import run_outer
+from iotdr.simulator.scenario import DEFAULT_CLIENT_ID
+from iotdr.testbed.errors import TestbedError
+from iotdr.testbed.pki import issue_client_certificates
+from iotdr.testbed.testbed import Testbed
+
+DEFAULT_TESTBED = Path("run/testbed")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate = subparsers.add_parser(
+        "simulate", help="a fleet of simulated devices through a failover scenario"
+    )
+    commands = simulate.add_subparsers(dest="simulate_command", required=True)
+
+    run = commands.add_parser("run", help="run a scenario on real brokers and write a report")
+    run.add_argument("scenario", help="scenario file (see config/scenarios/)")
+    run.add_argument("--out", required=True, help="directory for report.json, CSV, plots, HTML")
+    run.add_argument("--devices", type=int, help="fleet size (overrides fleet.devices)")
+    run.add_argument(
+        "--testbed", help="use this running testbed (default: bring up one in OUT/testbed)"
+    )
+    run.add_argument(
+        "--crt-threads", type=int, default=1, help="CRT event loop threads (default: 1)"
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    run.set_defaults(func=run_outer)
+
+    certs = commands.add_parser("certs", help="mint device certificates from a testbed's CA")
+    certs.add_argument("count", type=int)
+    certs.add_argument("--dir", required=True, type=Path, help="where ID.pem/ID.key go")
+    certs.add_argument("--testbed", type=Path, default=DEFAULT_TESTBED)
+    certs.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="pattern with {index}")
+    certs.set_defaults(func=_certs)
+
+
+def _certs(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        print("iotdr simulate certs: count must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        testbed = Testbed.load(args.testbed)
+        ids = [args.client_id.format(index=i) for i in range(args.count)]
+        issue_client_certificates(testbed.layout, ids, args.dir)
+    except (TestbedError, KeyError, IndexError, ValueError) as exc:
+        print(f"iotdr simulate certs: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.count} device certificates in {args.dir} (CA: {args.dir / 'ca.pem'})")
+    return 0

@@ -1,0 +1,119 @@
+"""The run's plots (matplotlib, PNG): fleet per region, CONNECT rate, RTO CDF."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+
+from iotdr.simulator.results import (
+    DeviceSummary,
+    RunFacts,
+    attempts_per_second,
+    connected_over_time,
+)
+
+_STEP_S = 0.5
+
+
+def _mark_faults(axes: Axes, facts: RunFacts) -> None:
+    for expectation in facts.faults[1:]:
+        if expectation.fault is None:
+            continue
+        axes.axvline(expectation.since, color="tab:red", linestyle="--", linewidth=1)
+        axes.annotate(
+            expectation.fault.describe(),
+            (expectation.since, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=8,
+            color="tab:red",
+        )
+
+
+def plot_connected(path: Path, facts: RunFacts) -> None:
+    start = max(facts.connections_from, -30.0)
+    end = facts.duration_s
+    series = connected_over_time(facts.records, start, end, _STEP_S)
+    times = [start + i * _STEP_S for i in range(len(next(iter(series.values()), [])))]
+    figure, axes = plt.subplots(figsize=(9, 4))
+    for region, counts in series.items():
+        axes.step(times, counts, where="post", label=region)
+    axes.axhline(len(facts.records), color="grey", linewidth=0.8, linestyle=":")
+    _mark_faults(axes, facts)
+    axes.set_xlabel("seconds from t=0")
+    axes.set_ylabel("devices connected")
+    axes.set_title("Fleet connected per region")
+    axes.legend(loc="center left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_connects(path: Path, facts: RunFacts) -> None:
+    start = math.floor(max(facts.connections_from, -30.0))
+    attempts = attempts_per_second(facts.records, start, facts.duration_s)
+    seconds = [start + i for i in range(len(attempts))]
+    figure, axes = plt.subplots(figsize=(9, 4))
+    axes.bar(seconds, attempts, width=0.9, label="CONNECT attempts (devices)", color="tab:blue")
+    refused: dict[int, int] = {}
+    for counts in facts.region_seconds:
+        refused[counts.second] = refused.get(counts.second, 0) + counts.refused
+    if any(refused.values()):
+        xs = sorted(s for s in refused if start <= s <= facts.duration_s)
+        axes.bar(
+            xs,
+            [refused[s] for s in xs],
+            width=0.5,
+            color="tab:orange",
+            label="refused by quota (regions)",
+        )
+    if facts.quota_per_s is not None:
+        axes.axhline(facts.quota_per_s, color="tab:red", label=f"quota {facts.quota_per_s:g}/s")
+    _mark_faults(axes, facts)
+    axes.set_xlabel("seconds from t=0")
+    axes.set_ylabel("per second")
+    axes.set_title("CONNECT attempts per second against the account quota")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_rto_cdf(path: Path, devices: Sequence[DeviceSummary]) -> None:
+    figure, axes = plt.subplots(figsize=(9, 4))
+    disrupted = [d for d in devices if d.disrupted]
+    for label, values in (
+        ("first acknowledged publish (RTO)", [d.rto_s for d in disrupted]),
+        ("connected (CONNACK)", [d.connect_rto_s for d in disrupted]),
+    ):
+        finite = sorted(v for v in values if v is not None)
+        if finite:
+            fractions = [(i + 1) / len(disrupted) for i in range(len(finite))]
+            axes.step(finite, fractions, where="post", label=label)
+    axes.set_xlabel("seconds after the first fault")
+    axes.set_ylabel("fraction of disrupted devices")
+    axes.set_ylim(0, 1.02)
+    axes.set_title(f"Recovery of the {len(disrupted)} devices the first fault disrupted")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+PLOTS = ("connected.png", "connects.png", "rto_cdf.png")
+
+
+def write_plots(directory: Path, facts: RunFacts, devices: Sequence[DeviceSummary]) -> None:
+    plot_connected(directory / PLOTS[0], facts)
+    plot_connects(directory / PLOTS[1], facts)
+    plot_rto_cdf(directory / PLOTS[2], devices)

@@ -1,0 +1,99 @@
+"""`iotdr simulate run`: a scenario on real brokers, from start to report.
+
+The outer half runs where the user typed the command: it validates the
+scenario, brings up a testbed with the scenario's CONNECT quotas (or uses
+the one given), mints a certificate per device, and runs the inner half
+inside the testbed's network namespace (`ip netns exec`), where names
+resolve through the testbed's DNS exactly as on a device. The inner half
+runs the fleet and writes the report. Exit codes: 0 pass, 1 fail, 2 bad
+input or a broken environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from iotdr.agent.core.settings import ConfigError
+from iotdr.simulator.scenario import Limits, Scenario, load_scenario
+from iotdr.testbed.connect_limits import ConnectLimits
+from iotdr.testbed.errors import TestbedError
+from iotdr.testbed.pki import issue_client_certificates
+from iotdr.testbed.prerequisites import raise_open_files_limit
+from iotdr.testbed.testbed import Testbed
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    scenario = load_scenario(Path(args.scenario))
+    if args.devices is not None:
+        scenario = scenario.with_devices(args.devices)
+    return scenario
+
+
+def connect_limits(limits: Limits | None) -> ConnectLimits | None:
+    if limits is None:
+        return None
+    return ConnectLimits(
+        account_connects_per_s=limits.account_connects_per_s,
+        client_connect_interval_s=limits.client_connect_interval_s,
+        refuse=limits.refuse,
+    )
+
+
+def certificates_dir(testbed: Testbed) -> Path:
+    return testbed.directory / "devices"
+
+
+def _inside(testbed: Testbed) -> bool:
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino == testbed.state.netns_inode
+    except OSError:
+        return False
+
+
+def run_outer(args: argparse.Namespace) -> int:
+    try:
+        scenario = scenario_from_args(args)
+    except ConfigError as exc:
+        print(f"iotdr simulate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    owned = args.testbed is None
+    try:
+        raise_open_files_limit()
+        limits = connect_limits(scenario.limits)
+        if owned:
+            testbed = Testbed.up(out / "testbed", connect_limits=limits)
+        else:
+            testbed = Testbed.load(Path(args.testbed))
+            for role in ("primary", "secondary"):
+                if testbed.state.regions[role].faults.connect_limits != limits:
+                    testbed.set_connect_limits(role, limits)
+    except TestbedError as exc:
+        print(f"iotdr simulate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        issue_client_certificates(
+            testbed.layout, scenario.fleet.client_ids(), certificates_dir(testbed)
+        )
+        argv = [
+            sys.executable, "-m", "iotdr.simulator.inside", str(args.scenario),
+            "--out", str(out.resolve()), "--testbed", str(testbed.directory.resolve()),
+            "--crt-threads", str(args.crt_threads),
+        ]  # fmt: skip
+        if args.devices is not None:
+            argv += ["--devices", str(args.devices)]
+        if args.quiet:
+            argv.append("-q")
+        if _inside(testbed):
+            return subprocess.run(argv, check=False).returncode
+        return subprocess.run(testbed.netns_argv(argv), check=False).returncode
+    finally:
+        if owned:
+            testbed.down()
