@@ -269,6 +269,7 @@ class RealRun:
                         region=region,
                         accepted=counts.accepted,
                         refused=counts.refused,
+                        refused_client=counts.refused_client,
                     )
                 )
         return out

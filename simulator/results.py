@@ -34,7 +34,8 @@ class RegionSecond:
     second: int
     region: str
     accepted: int
-    refused: int
+    refused: int  # by either rule
+    refused_client: int = 0  # by the one-CONNECT-per-second-per-client-id rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +107,18 @@ def _first_in(
     return None
 
 
-def _flaps(connections: Sequence[Connection], end: float) -> int:
+def _flaps(connections: Sequence[Connection]) -> int:
     flaps = 0
     previous: str | None = None
     for connection in connections:
         moved = previous is not None and connection.region != previous
-        lasted = (connection.ended_at if connection.ended_at is not None else end) - (
-            connection.connected_at
-        )
-        if moved and connection.connected_at >= 0 and lasted < FLAP_WINDOW_S:
+        ended = connection.ended_at
+        if (
+            moved
+            and connection.connected_at >= 0
+            and ended is not None
+            and ended - connection.connected_at < FLAP_WINDOW_S
+        ):
             flaps += 1
         previous = connection.region
     return flaps
@@ -155,7 +159,7 @@ def summarise_device(record: DeviceRecord, facts: RunFacts) -> DeviceSummary:
         recovered=final_region is not None and final_region == final.region,
         connect_attempts=sum(1 for t in record.attempts if t >= 0),
         failed_connects=sum(record.failures.values()),
-        flaps=_flaps(connections, end),
+        flaps=_flaps(connections),
         failbacks=sum(1 for c in connections if c.why == "failback"),
         produced=record.produced,
         acknowledged=record.acknowledged,
@@ -268,10 +272,11 @@ def fleet_report(
         lost, duplicated = produced - acknowledged, 0
     attempts = attempts_per_second(facts.records, 0.0, facts.duration_s)
     throttled: int | None = None
+    throttled_client: int | None = None
     if facts.region_seconds:
-        throttled = sum(
-            s.refused for s in facts.region_seconds if 0 <= s.second <= facts.duration_s
-        )
+        in_run = [s for s in facts.region_seconds if 0 <= s.second <= facts.duration_s]
+        throttled = sum(s.refused for s in in_run)
+        throttled_client = sum(s.refused_client for s in in_run)
     failbacks = [d.failback_s for d in devices if d.failback_s is not None]
     report: dict[str, object] = {
         "scenario": scenario_name,
@@ -294,6 +299,7 @@ def fleet_report(
         "connect_attempts": sum(attempts),
         "quota_per_s": facts.quota_per_s,
         "throttled_connects": throttled,
+        "throttled_by_client_id": throttled_client,
         "flaps": sum(d.flaps for d in devices),
         "failbacks": sum(d.failbacks for d in devices),
         "failback_s": _spread(failbacks) if failbacks else None,
