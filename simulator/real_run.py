@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -109,6 +110,27 @@ def _start(driver: DeviceDriver) -> None:
     driver.feed(Started(now=time.monotonic()))
 
 
+class LoopLag:
+    """How late the event loop runs a callback: the simulator's own health.
+    When it lags, devices see events late and the figures measure the
+    simulator, not the fleet; the report says so."""
+
+    def __init__(self, every_s: float = 0.1) -> None:
+        self._every_s = every_s
+        self.samples: list[float] = []
+
+    async def watch(self) -> None:
+        while True:
+            expected = time.monotonic() + self._every_s
+            await asyncio.sleep(self._every_s)
+            self.samples.append(max(0.0, time.monotonic() - expected))
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.samples) or [0.0]
+        pick = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return {"p99": round(pick * 1000, 1), "max": round(ordered[-1] * 1000, 1)}
+
+
 class RealRun:
     def __init__(self, scenario: Scenario, target: Target, progress: Progress) -> None:
         self._scenario = scenario
@@ -149,6 +171,9 @@ class RealRun:
             self._drivers.append(DeviceDriver(device, fleet))
         observer = self._start_observer(observer_out) if observer_out else None
         ticker = loop.create_task(self._show_progress())
+        lag = LoopLag()
+        lag_task = loop.create_task(lag.watch())
+        cpu_before = time.process_time()
         try:
             ramp_started = time.monotonic()
             await self._ramp_up(loop)
@@ -171,6 +196,7 @@ class RealRun:
             observed = await self._stop_observer(observer, observer_out)
         finally:
             ticker.cancel()
+            lag_task.cancel()
             if observer is not None and observer.poll() is None:
                 observer.kill()
         return RunFacts(
@@ -182,7 +208,17 @@ class RealRun:
             observed=observed,
             region_seconds=self._region_seconds(t0_wall),
             mode="real",
-            extra={"dns_queries": fleet.dns.queries, "crt_threads": target.crt_threads},
+            extra={
+                "simulator": {
+                    "crt_threads": target.crt_threads,
+                    "dns_queries": fleet.dns.queries,
+                    "cpu_s": round(time.process_time() - cpu_before, 2),
+                    "max_rss_mb": round(
+                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                    ),
+                    "loop_lag_ms": lag.summary(),
+                }
+            },
         )
 
     # -- phases ----------------------------------------------------------

@@ -49,6 +49,24 @@ def certificates_dir(testbed: Testbed) -> Path:
     return testbed.directory / "devices"
 
 
+def fleet_tls_environment(certificates: Path) -> dict[str, str]:
+    """The environment for the process that runs the fleet.
+
+    The CRT's TLS (s2n) parses the system's whole CA bundle for every new
+    TLS context, about 7 ms each, before the device's own trust store
+    replaces it; a fleet has a context per device certificate. Every device
+    trusts only the fleet's CA anyway, so the system defaults point there
+    (an empty directory for SSL_CERT_DIR): 0.4 ms per context instead.
+    """
+    empty = certificates / "no-system-certificates"
+    empty.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "SSL_CERT_FILE": str(certificates / "ca.pem"),
+        "SSL_CERT_DIR": str(empty),
+    }
+
+
 def _inside(testbed: Testbed) -> bool:
     try:
         return os.stat("/proc/thread-self/ns/net").st_ino == testbed.state.netns_inode
@@ -91,9 +109,10 @@ def run_outer(args: argparse.Namespace) -> int:
             argv += ["--devices", str(args.devices)]
         if args.quiet:
             argv.append("-q")
+        env = fleet_tls_environment(certificates_dir(testbed))
         if _inside(testbed):
-            return subprocess.run(argv, check=False).returncode
-        return subprocess.run(testbed.netns_argv(argv), check=False).returncode
+            return subprocess.run(argv, check=False, env=env).returncode
+        return subprocess.run(testbed.netns_argv(argv), check=False, env=env).returncode
     finally:
         if owned:
             testbed.down()
