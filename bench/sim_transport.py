@@ -67,6 +67,10 @@ def _wait(condition: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.01)
 
 
+def _reached(counter: list[int], wanted: int) -> Callable[[], bool]:
+    return lambda: counter[0] >= wanted
+
+
 def crt(testbed: Testbed, certs: Path, ids: list[str], messages: int) -> Figures:
     info = testbed.info
     region = info.primary
@@ -112,7 +116,8 @@ def crt(testbed: Testbed, certs: Path, ids: list[str], messages: int) -> Figures
         for client in clients:
             packet = mqtt5.PublishPacket(topic="bench/t", payload=b"%d" % n, qos=mqtt5.QoS(1))
             client.publish(packet).add_done_callback(on_ack)
-        _wait(lambda n=n: acked[0] >= (n + 1) * len(clients), 120)
+        wanted = (n + 1) * len(clients)
+        _wait(_reached(acked, wanted), 120)
     message_cpu = _cpu() - cpu1
     for client in clients:
         client.stop()
@@ -152,7 +157,9 @@ def paho(testbed: Testbed, certs: Path, ids: list[str], messages: int) -> Figure
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         clients = list(pool.map(connect, ids))
     for client in clients:
-        selector.register(client.socket(), selectors.EVENT_READ, client)
+        sock = client.socket()
+        assert sock is not None
+        selector.register(sock, selectors.EVENT_READ, client)
 
     def pump(until: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -171,7 +178,8 @@ def paho(testbed: Testbed, certs: Path, ids: list[str], messages: int) -> Figure
     for n in range(messages):
         for client in clients:
             client.publish("bench/t", b"%d" % n, qos=1)
-        pump(lambda n=n: acked[0] >= (n + 1) * len(clients), 120)
+        wanted = (n + 1) * len(clients)
+        pump(_reached(acked, wanted), 120)
     message_cpu = _cpu() - cpu1
     for client in clients:
         client.disconnect()
