@@ -33,8 +33,10 @@ capped backoff. Rules that hold in every state:
   CONNECT could be sent (refused, TCP timeout, TLS) does not count;
 - a DNS failure or refused answer never touches the connection;
 - failback needs the preferred endpoint healthy for a whole stability
-  window of dense, jittered probes; a failback that does not last doubles
-  the window, so a flapping primary cannot make the agent flap.
+  window of dense, jittered probes, plus this device's share of
+  `connect_spread_s`, so a fleet does not fail back in one storm; a
+  failback that does not last doubles the window, so a flapping primary
+  cannot make the agent flap.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class _Prober:
     healthy_since: float | None = None
     window_s: float = 0.0
     last_failback_at: float | None = None
+    spread_s: float = 0.0  # this device's share of the fleet's failback spread
 
 
 @dataclass(slots=True)
@@ -639,12 +642,16 @@ class Machine:
             return
         if prober.healthy_since is None:
             prober.healthy_since = now
+            # The fleet saw the primary return at the same moment and runs
+            # the same window: spread the failbacks as reconnects are
+            # spread, or they arrive as one storm of CONNECTs.
+            prober.spread_s = self._spread()
             self._report(
                 Level.INFO,
                 f"{self._describe(preferred)} answers probes; failing "
                 f"back after {prober.window_s:.0f} s of health",
             )
-        deadline = prober.healthy_since + prober.window_s
+        deadline = prober.healthy_since + prober.window_s + prober.spread_s
         if now >= deadline:
             self._failback(now, preferred)
             return

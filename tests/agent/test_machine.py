@@ -341,3 +341,28 @@ def test_heartbeats_flow_while_connected() -> None:
     before = world.heartbeats
     world.run_until(15.0)
     assert world.heartbeats - before >= 9
+
+
+@pytest.mark.parametrize("spread_s", [0.0, 0.5, 5.0])
+def test_a_fleet_fails_back_spread_over_connect_spread_s(spread_s: float) -> None:
+    """Devices that saw the primary return together must not fail back in
+    one storm: each waits the window plus its own share of the spread."""
+    times = []
+    for seed in range(12):
+        world = World(make_settings(connection__connect_spread_s=spread_s), seed=seed)
+        world.start()
+        world.run_until(5.0)
+        world.set_health(PRIMARY, Health.REFUSING)
+        world.run_until(7.0 + spread_s)  # reconnects are spread too
+        assert world.connected_to() == SECONDARY
+        restored = world.now
+        world.set_health(PRIMARY, Health.UP)
+        world.run_until(80.0)
+        failback = next(a for a in world.attempts if a.why is Why.FAILBACK)
+        times.append(failback.start)
+    window = world.settings.failback.stability_window_s
+    probe = world.settings.failback.probe_interval_s
+    assert min(times) >= restored + window
+    assert max(times) <= restored + probe + window + spread_s + 1.5
+    if spread_s >= 5.0:
+        assert max(times) - min(times) > 1.0  # spread, not one instant
