@@ -140,9 +140,10 @@ def main() -> None:
         assert isinstance(sim, dict)
         devices = int(str(r["devices"]))
         print(
-            f"  spread {spread:g}: {sim['cpu_s']} CPU s ({1000 * sim['cpu_s'] / devices:.1f} ms "
-            f"per device), peak RSS {sim['max_rss_mb']} MB ({1024 * sim['max_rss_mb'] / devices:.0f}"
-            f" KB per device), loop lag p99 {sim['loop_lag_ms']['p99']} ms max "
+            f"  spread {spread:g}: {sim['cpu_s']} CPU s "
+            f"({1000 * sim['cpu_s'] / devices:.1f} ms per device), peak RSS {sim['max_rss_mb']} MB "
+            f"({1024 * sim['max_rss_mb'] / devices:.0f} KB per device), "
+            f"loop lag p99 {sim['loop_lag_ms']['p99']} ms max "
             f"{sim['loop_lag_ms']['max']} ms; brokers {r['broker_cpu_s']} CPU s; "
             f"wall {r['bench_wall_s']} s"
         )
