@@ -82,7 +82,7 @@ def run_one(testbed: Testbed, out: Path, spec: dict[str, object]) -> dict[str, o
          str(out), "--testbed", str(testbed.directory), "-q"],
         check=False,
     )  # fmt: skip
-    report = json.loads((out / "report.json").read_text())
+    report: dict[str, object] = json.loads((out / "report.json").read_text())
     report["bench_wall_s"] = round(time.monotonic() - started, 1)
     report["broker_cpu_s"] = round(broker_cpu_s(testbed) - before, 1)
     return report
