@@ -29,8 +29,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("scenario", help="scenario file (see config/scenarios/)")
     run.add_argument("--out", required=True, help="directory for report.json, CSV, plots, HTML")
     run.add_argument("--devices", type=int, help="fleet size (overrides fleet.devices)")
-    run.add_argument(
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
         "--testbed", help="use this running testbed (default: bring up one in OUT/testbed)"
+    )
+    where.add_argument(
+        "--endpoints",
+        help="real endpoints instead of a testbed: an agent.yaml whose endpoints/dns the "
+        "devices use (needs fleet.certificates; no timeline faults)",
     )
     run.add_argument(
         "--crt-threads", type=int, default=1, help="CRT event loop threads (default: 1)"

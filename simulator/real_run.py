@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from iotdr.agent.core.endpoints import region_of
 from iotdr.agent.core.events import Started
 from iotdr.agent.core.settings import Settings, TlsSettings
 from iotdr.simulator.crt_sessions import CrtPlumbing
@@ -69,6 +70,28 @@ def testbed_target(testbed: Testbed, certificates: Path, *, crt_threads: int = 1
         role_to_region=roles,
         certificates=certificates,
         testbed=testbed,
+        crt_threads=crt_threads,
+    )
+
+
+def endpoints_target(config: Path, certificates: Path, *, crt_threads: int = 1) -> Target:
+    """Real endpoints from an agent configuration file (its endpoints and
+    dns sections); regions are named by their host names' region label."""
+    agent = _read_yaml(config)
+    base: dict[str, Any] = {key: agent[key] for key in ("endpoints", "dns") if key in agent}
+    settings = device_settings({}, base=base, source=str(config))
+    roles = {
+        role: region_of(endpoint.host) or endpoint.host
+        for role, endpoint in (("primary", settings.primary), ("secondary", settings.secondary))
+        if endpoint is not None
+    }
+    roles.setdefault("primary", "primary")
+    roles.setdefault("secondary", "secondary")
+    return Target(
+        base_config=base,
+        role_to_region=roles,
+        certificates=certificates,
+        testbed=None,
         crt_threads=crt_threads,
     )
 

@@ -74,6 +74,41 @@ def _inside(testbed: Testbed) -> bool:
         return False
 
 
+def _inner_argv(args: argparse.Namespace, out: Path) -> list[str]:
+    argv = [
+        sys.executable, "-m", "iotdr.simulator.inside", str(args.scenario),
+        "--out", str(out.resolve()), "--crt-threads", str(args.crt_threads),
+    ]  # fmt: skip
+    if args.devices is not None:
+        argv += ["--devices", str(args.devices)]
+    if args.quiet:
+        argv.append("-q")
+    return argv
+
+
+def run_against_endpoints(args: argparse.Namespace, scenario: Scenario, out: Path) -> int:
+    """Real endpoints (e.g. two AWS IoT regions): no testbed, no faults of
+    ours, the fleet's own certificates."""
+    certificates = scenario.fleet.certificates
+    if scenario.timeline:
+        print(
+            f"iotdr simulate: {scenario.source}: timeline: faults need a testbed "
+            "(against real endpoints, cause the outage yourself and leave the timeline empty)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if certificates is None or not (certificates / "ca.pem").is_file():
+        print(
+            f"iotdr simulate: {scenario.source}: fleet.certificates: must name a directory "
+            "with ca.pem and ID.pem/ID.key per device when --endpoints is given",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    argv = [*_inner_argv(args, out), "--endpoints", str(Path(args.endpoints).resolve())]
+    env = fleet_tls_environment(certificates)
+    return subprocess.run(argv, check=False, env=env).returncode
+
+
 def run_outer(args: argparse.Namespace) -> int:
     try:
         scenario = scenario_from_args(args)
@@ -82,6 +117,8 @@ def run_outer(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.endpoints is not None:
+        return run_against_endpoints(args, scenario, out)
     owned = args.testbed is None
     try:
         raise_open_files_limit()
@@ -97,19 +134,11 @@ def run_outer(args: argparse.Namespace) -> int:
         print(f"iotdr simulate: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        issue_client_certificates(
-            testbed.layout, scenario.fleet.client_ids(), certificates_dir(testbed)
-        )
-        argv = [
-            sys.executable, "-m", "iotdr.simulator.inside", str(args.scenario),
-            "--out", str(out.resolve()), "--testbed", str(testbed.directory.resolve()),
-            "--crt-threads", str(args.crt_threads),
-        ]  # fmt: skip
-        if args.devices is not None:
-            argv += ["--devices", str(args.devices)]
-        if args.quiet:
-            argv.append("-q")
-        env = fleet_tls_environment(certificates_dir(testbed))
+        certificates = scenario.fleet.certificates or certificates_dir(testbed)
+        if scenario.fleet.certificates is None:
+            issue_client_certificates(testbed.layout, scenario.fleet.client_ids(), certificates)
+        argv = [*_inner_argv(args, out), "--testbed", str(testbed.directory.resolve())]
+        env = fleet_tls_environment(certificates)
         if _inside(testbed):
             return subprocess.run(argv, check=False, env=env).returncode
         return subprocess.run(testbed.netns_argv(argv), check=False, env=env).returncode

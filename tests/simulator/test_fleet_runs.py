@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from iotdr.testbed import Testbed
+
 pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +125,47 @@ def test_a_storm_above_the_quota_is_throttled_and_everyone_still_recovers(
     messages = report["messages"]
     assert isinstance(messages, dict)
     assert messages["lost"] == 0
+
+
+REAL_ENDPOINTS = """
+name: steady
+duration_s: 4
+drain_s: 5
+fleet:
+  devices: 20
+  connect_rate_per_s: 50
+  certificates: {certificates}
+"""
+
+
+def test_real_endpoints_with_the_fleets_own_certificates(tmp_path: Path) -> None:
+    """`--endpoints agent.yaml`: no testbed of the simulator's own and no
+    faults; here the "real" endpoints are a testbed's, reached from inside
+    its namespace as a load machine would reach AWS IoT."""
+    with Testbed.up(tmp_path / "tb") as testbed:
+        certificates = tmp_path / "certs"
+        minted = subprocess.run(
+            [sys.executable, "-m", "iotdr.cli.main", "simulate", "certs", "20",
+             "--dir", str(certificates), "--testbed", str(testbed.directory)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert minted.returncode == 0, minted.stderr
+        assert len(list(certificates.glob("iotdr-sim-*.pem"))) == 20
+        scenario = tmp_path / "steady.yaml"
+        scenario.write_text(REAL_ENDPOINTS.format(certificates=certificates))
+        out = tmp_path / "out"
+        done = subprocess.run(
+            testbed.netns_argv(
+                [sys.executable, "-m", "iotdr.cli.main", "simulate", "run", str(scenario),
+                 "--out", str(out), "--endpoints", str(testbed.info.agent_config), "-q"]
+            ),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads((out / "report.json").read_text())
+        assert report["devices"] == 20
+        assert report["recovered"] == 1.0
+        assert report["messages"]["observed"] is False
+        assert report["messages"]["lost"] == 0
+        assert report["messages"]["published"] >= 20
+        assert not (out / "testbed").exists()
