@@ -104,7 +104,10 @@ def plot_rto_cdf(path: Path, devices: Sequence[DeviceSummary]) -> None:
     axes.set_ylim(0, 1.02)
     axes.set_title(f"Recovery of the {len(disrupted)} devices the first fault disrupted")
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="lower right")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="lower right")
+    else:
+        axes.text(0.5, 0.5, "no device was disrupted", ha="center", transform=axes.transAxes)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -33,10 +33,14 @@ class WrittenReport:
         failed = r.get("failed_criteria") or []
         assert isinstance(failed, list)
         why = f" ({'; '.join(str(f) for f in failed)})" if failed else ""
+        recovery = (
+            f"RTO p50 {s(rto['p50'])} p95 {s(rto['p95'])} p99 {s(rto['p99'])} max {s(rto['max'])}"
+            if rto["count"]
+            else "no RTO (no device disrupted)"
+        )
         return (
             f"{r['scenario']}: {str(r['verdict']).upper()}{why}\n"
-            f"  {r['devices']} devices, {r['disrupted']} disrupted; RTO p50 {s(rto['p50'])} "
-            f"p95 {s(rto['p95'])} p99 {s(rto['p99'])} max {s(rto['max'])}; "
+            f"  {r['devices']} devices, {r['disrupted']} disrupted; {recovery}; "
             f"recovered {float(str(r['recovered'])):.1%}\n"
             f"  messages: {messages['published']} published, {messages['acknowledged']} acked, "
             f"{messages['lost']} lost, {messages['duplicated']} duplicated; "
