@@ -4,13 +4,16 @@ and report.json's documented shape."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.expectations import expectations
+from iotdr.simulator.plots import PLOTS
+from iotdr.simulator.report import write_report
 from iotdr.simulator.results import FLAP_WINDOW_S, Observed, RunFacts, fleet_report, percentile
-from iotdr.simulator.scenario import Criteria, Fault
+from iotdr.simulator.scenario import Criteria, Fault, parse_scenario
 
 ROLES = {"primary": "region-a", "secondary": "region-b"}
 KILL = Fault(at_s=5, fault="kill", region="primary")
@@ -137,3 +140,16 @@ def test_report_json_has_its_documented_fields() -> None:
     }
     assert report["verdict"] in ("pass", "fail")
     assert 0.0 <= report["recovered"] <= 1.0  # type: ignore[operator]
+
+
+def test_every_report_file_is_written_for_runs_with_and_without_faults(tmp_path: Path) -> None:
+    scenario = parse_scenario("duration_s: 40\nfleet: {devices: 2}\n", "s.yaml")
+    moved = _record("a", _c("region-a", -2, -1.9, 5.0), _c("region-b", 5.4, 5.6, None))
+    steady = _record("b", _c("region-a", -2, -1.9, None))
+    for name, faults in (("faulted", [(5.0, KILL)]), ("steady", [])):
+        out = tmp_path / name
+        written = write_report(out, scenario, _facts(moved, steady, faults=faults))
+        for file in ("report.json", "devices.csv", "report.html", *PLOTS):
+            assert (out / file).stat().st_size > 0, file
+        assert written.report["devices"] == 2
+        assert "disrupted" in written.summary()
