@@ -28,14 +28,19 @@ from iotdr.testbed.observer import Observer
 _READY_TIMEOUT_S = 30.0
 
 
-def count(observers: list[Observer]) -> dict[str, int]:
-    copies: Counter[bytes] = Counter()
+def count(observers: list[Observer]) -> dict[str, object]:
+    """Copies received in all, distinct (device, sequence) pairs, and each
+    device's received sequence numbers."""
+    copies: Counter[tuple[str, int]] = Counter()
     for observer in observers:
         for message in observer.messages:
             parts = message.payload.split(b" ", 2)
-            if len(parts) >= 2:
-                copies[parts[0] + b" " + parts[1]] += 1
-    return {"distinct": len(copies), "total": sum(copies.values())}
+            if len(parts) >= 2 and parts[1].isdigit():
+                copies[(parts[0].decode(errors="replace"), int(parts[1]))] += 1
+    received: dict[str, list[int]] = {}
+    for client_id, sequence in copies:
+        received.setdefault(client_id, []).append(sequence)
+    return {"distinct": len(copies), "total": sum(copies.values()), "received": received}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,7 @@ class DeviceRecord:
     produced: int = 0
     acknowledged: int = 0
     resent: int = 0
+    acknowledged_sequences: set[int] = field(default_factory=set)
 
 
 class Device:
@@ -162,6 +163,7 @@ class Device:
         if message is None:
             return
         self.record.acknowledged += 1
+        self.record.acknowledged_sequences.add(sequence)
         current = self._current
         if current is not None and current.attempt == attempt and current.first_ack_at is None:
             current.first_ack_at = now

@@ -313,7 +313,8 @@ class RealRun:
         process.terminate()
         await asyncio.get_running_loop().run_in_executor(None, process.wait, 30)
         data = json.loads(out.read_text())
-        return Observed(distinct=int(data["distinct"]), total=int(data["total"]))
+        received = {client: frozenset(seqs) for client, seqs in data["received"].items()}
+        return Observed(distinct=int(data["distinct"]), total=int(data["total"]), received=received)
 
     def _region_seconds(self, t0_wall: float) -> list[RegionSecond]:
         testbed = self._target.testbed

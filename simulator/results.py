@@ -44,6 +44,7 @@ class Observed:
 
     distinct: int  # (device, sequence) pairs received at least once
     total: int  # every copy received
+    received: Mapping[str, frozenset[int]] = field(default_factory=dict)  # per device
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +266,16 @@ def fleet_report(
     disrupted = [d for d in devices if d.disrupted]
     produced = sum(d.produced for d in devices)
     acknowledged = sum(d.acknowledged for d in devices)
+    lost_in_region = 0
     if facts.observed is not None:
         lost = max(0, produced - facts.observed.distinct)
         duplicated = facts.observed.total - facts.observed.distinct
+        # A region that acknowledged a message and died before delivering
+        # it lost it; the device did its part (AWS: PUBACK = accepted).
+        lost_in_region = sum(
+            len(r.acknowledged_sequences - facts.observed.received.get(r.client_id, frozenset()))
+            for r in facts.records
+        )
     else:
         lost, duplicated = produced - acknowledged, 0
     attempts = attempts_per_second(facts.records, 0.0, facts.duration_s)
@@ -292,6 +300,7 @@ def fleet_report(
             "acknowledged": acknowledged,
             "lost": lost,
             "duplicated": duplicated,
+            "lost_in_region": lost_in_region,
             "resent": sum(d.resent for d in devices),
             "observed": facts.observed is not None,
         },

@@ -109,18 +109,20 @@ def test_a_failback_that_does_not_hold_is_a_flap() -> None:
 
 def test_loss_and_duplicates_come_from_what_the_regions_received() -> None:
     record = _record("a", _c("region-a", -2, -1.9, None), produced=10)
+    record.acknowledged_sequences.update(range(9))  # 9 acknowledged, #9 never sent
+    received = frozenset({0, 1, 2, 3, 4, 5, 6})  # 7 and 8 died with their region
     facts = RunFacts(
         records=[record],
         duration_s=40.0,
         faults=expectations([], ROLES),
         connections_from=-3.0,
         quota_per_s=None,
-        observed=Observed(distinct=8, total=11),
+        observed=Observed(distinct=7, total=10, received={"a": received}),
     )
     report, _ = fleet_report(facts, Criteria(), "t")
     messages = report["messages"]
     assert isinstance(messages, dict)
-    assert (messages["lost"], messages["duplicated"]) == (2, 3)
+    assert (messages["lost"], messages["lost_in_region"], messages["duplicated"]) == (3, 2, 3)
     assert report["verdict"] == "fail"
 
 
