@@ -212,6 +212,7 @@ class RealRun:
             self._phase = "draining"
             await self._drain(t0 + scenario.duration_s + scenario.drain_s)
             records = [_shifted(d.device.record, t0) for d in self._drivers]
+            ticker.cancel()  # the last table shows the fleet as it ended the run
             self._phase = "stopping"
             for driver in self._drivers:
                 driver.stop()
