@@ -80,6 +80,7 @@ class DeviceDriver:
         self._timers: dict[TimerName, asyncio.TimerHandle] = {}
         self._ticker: asyncio.TimerHandle | None = None
         self._probe_context: ssl.SSLContext | None = None
+        self._closing = False
         self._topic = fleet.telemetry.topic.format(client_id=device.client_id)
         self._prefix = device.client_id.encode()
 
@@ -99,11 +100,18 @@ class DeviceDriver:
         self._ticker = self._fleet.loop.call_later(phase_s % interval, self._produce)
 
     def stop(self) -> None:
+        """On the loop: the core stops and nothing more is scheduled."""
         if self._ticker is not None:
             self._ticker.cancel()
+        self._closing = True
         self.feed(StopRequested(now=time.monotonic()))
         for handle in self._timers.values():
             handle.cancel()
+
+    def close(self) -> None:
+        """From any thread: close the connection. A CRT client's stop() can
+        take milliseconds while the event loop group is busy, so a fleet
+        closes its connections off the event loop."""
         self._connection.close()
 
     # -- commands --------------------------------------------------------
@@ -122,7 +130,8 @@ class DeviceDriver:
                     )
                 )
         elif isinstance(command, Disconnect):
-            self._connection.disconnect(command.attempt)
+            if not self._closing:  # when stopping, close() does it off the loop
+                self._connection.disconnect(command.attempt)
         elif isinstance(command, ArmTimer):
             self._cancel(command.timer)
             self._timers[command.timer] = self._fleet.loop.call_at(

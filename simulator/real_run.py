@@ -213,10 +213,11 @@ class RealRun:
             await self._drain(t0 + scenario.duration_s + scenario.drain_s)
             records = [_shifted(d.device.record, t0) for d in self._drivers]
             ticker.cancel()  # the last table shows the fleet as it ended the run
+            lag_task.cancel()  # what follows is not the run
             self._phase = "stopping"
             for driver in self._drivers:
                 driver.stop()
-            await asyncio.sleep(0.5)
+            await loop.run_in_executor(None, self._close_all)
             observed = await self._stop_observer(observer, observer_out)
         finally:
             ticker.cancel()
@@ -244,6 +245,10 @@ class RealRun:
                 }
             },
         )
+
+    def _close_all(self) -> None:
+        for driver in self._drivers:
+            driver.close()
 
     # -- phases ----------------------------------------------------------
 
