@@ -38,6 +38,7 @@ from iotdr.cloud.deploy import (
 )
 from iotdr.cloud.emulated_replication import EmulatedReplication
 from iotdr.cloud.health import HealthCheckConfig, check_broker
+from iotdr.cloud.propagation import Patience, until_detached
 from iotdr.cloud.shadow_apply import read_shadow_state
 from iotdr.cloud.stacks import stack_outputs, stack_status
 from iotdr.cloud.worker import Tables
@@ -82,8 +83,16 @@ class Device:
 
 
 class DeploymentCheck:
-    def __init__(self, plan: DeploymentPlan, *, timeout_s: float = 120.0, say: Say = print):
+    def __init__(
+        self,
+        plan: DeploymentPlan,
+        *,
+        timeout_s: float = 120.0,
+        say: Say = print,
+        patience: Patience | None = None,
+    ):
         self._plan, self._timeout_s, self._say = plan, timeout_s, say
+        self._patience = patience or Patience()
         self._regions = {
             r: RegionClients.create(r, endpoint_url=plan.endpoint_url) for r in plan.regions
         }
@@ -91,6 +100,9 @@ class DeploymentCheck:
             r: DeployClients.create(r, endpoint_url=plan.endpoint_url) for r in plan.regions
         }
         self.results: list[StepResult] = []
+
+    def clients(self, region: str) -> RegionClients:
+        return self._regions[region]
 
     @property
     def passed(self) -> bool:
@@ -308,29 +320,34 @@ class DeploymentCheck:
     def _delete_thing(self, region: str, device: Device) -> None:
         iot = self._regions[region].iot
         iot.detach_thing_principal(thingName=device.name, principal=device.certificate_arn)
-        iot.delete_thing(thingName=device.name)
+        # The detach propagates asynchronously (propagation.py): wait for it.
+        until_detached(lambda: iot.delete_thing(thingName=device.name), self._patience)
         self._record(f"{region}: deleted {device.name}", Outcome.PASSED)
 
     def _clean_up(self, device: Device) -> None:
         """Best effort in both regions: a failed check must not leave devices behind."""
         for region in self._plan.regions:
-            problems = _remove_device(self._regions[region], device)
+            problems = _remove_device(self._regions[region], device, self._patience)
             left = f" (left behind: {', '.join(problems)})" if problems else ""
             self._say(f"{region}: cleaned up {device.name}{left}")
 
 
-def _remove_device(clients: RegionClients, device: Device) -> list[str]:
-    """Deletes the check's device in one region; returns the errors other than 'not there'."""
+def _remove_device(clients: RegionClients, device: Device, patience: Patience) -> list[str]:
+    """Deletes the check's device in one region; returns the errors other than 'not there'.
+
+    The deletes that follow a detach wait for it to propagate (propagation.py)."""
     arn = _arn_in(device, clients.region)
     iot = clients.iot
     actions: list[Callable[[], object]] = [
         lambda: clients.iot_data.delete_thing_shadow(thingName=device.name),
         lambda: iot.detach_thing_principal(thingName=device.name, principal=arn),
-        lambda: iot.delete_thing(thingName=device.name),
+        lambda: until_detached(lambda: iot.delete_thing(thingName=device.name), patience),
         lambda: iot.detach_policy(policyName=device.policy_name, target=arn),
         # A certificate must be inactive before it can be deleted (DeleteCertificate docs).
         lambda: iot.update_certificate(certificateId=device.certificate_id, newStatus="INACTIVE"),
-        lambda: iot.delete_certificate(certificateId=device.certificate_id),
+        lambda: until_detached(
+            lambda: iot.delete_certificate(certificateId=device.certificate_id), patience
+        ),
         lambda: iot.delete_policy(policyName=device.policy_name),
     ]
     problems = []

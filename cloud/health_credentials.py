@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from iotdr.cloud.propagation import Patience, until_detached
+
 if TYPE_CHECKING:
     from types_boto3_iot.client import IoTClient
     from types_boto3_secretsmanager.client import SecretsManagerClient
@@ -87,7 +89,8 @@ def delete_health_credentials(iot: IoTClient, secretsmanager: SecretsManagerClie
     iot.detach_policy(policyName=POLICY_NAME, target=arn)
     # A certificate must be inactive before it can be deleted (DeleteCertificate docs).
     iot.update_certificate(certificateId=arn.rsplit("/", 1)[1], newStatus="INACTIVE")
-    iot.delete_certificate(certificateId=arn.rsplit("/", 1)[1])
+    certificate_id = arn.rsplit("/", 1)[1]
+    until_detached(lambda: iot.delete_certificate(certificateId=certificate_id), Patience())
     iot.delete_policy(policyName=POLICY_NAME)
     secretsmanager.delete_secret(SecretId=SECRET_NAME, ForceDeleteWithoutRecovery=True)
     return True

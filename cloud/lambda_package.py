@@ -2,9 +2,10 @@
 
 Every function in templates/region.yaml runs from this one archive (their
 handlers are `iotdr/cloud/lambda_entry.*`). boto3 is in the Lambda Python
-runtime already; paho-mqtt (the health check's MQTT client) is not, so it
-goes in. Entries get a fixed timestamp, so the same code gives the same
-bytes and the same S3 key, and an unchanged deployment updates nothing.
+runtime already; paho-mqtt (the health check's MQTT client) and tenacity
+(the worker's backoff) are not, so they go in. Entries get a fixed
+timestamp, so the same code gives the same bytes and the same S3 key, and
+an unchanged deployment updates nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho
+import tenacity
 
 import iotdr.cloud
 
@@ -47,9 +49,10 @@ def build_lambda_package() -> LambdaPackage:
 
 
 def _files() -> Iterator[tuple[str, Path]]:
-    """(name in the archive, file) for iotdr/cloud/*.py and paho/**.py."""
+    """(name in the archive, file) for iotdr/cloud/*.py, paho/**.py and tenacity/**.py."""
     roots = [(Path(p), "iotdr/cloud") for p in iotdr.cloud.__path__]
     roots += [(Path(p), "paho") for p in paho.__path__]
+    roots += [(Path(p), "tenacity") for p in tenacity.__path__]
     for root, prefix in roots:
         for path in root.rglob("*"):
             if path.is_file() and (path.suffix == ".py" or path.name == "py.typed"):

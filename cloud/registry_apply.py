@@ -30,6 +30,7 @@ from iotdr.cloud.events import (
     ThingTypeAssociationEvent,
     ThingTypeEvent,
 )
+from iotdr.cloud.propagation import Patience, until_detached
 
 if TYPE_CHECKING:
     from types_boto3_iot.client import IoTClient
@@ -60,7 +61,9 @@ class RegistryApplier:
         source_region: str,
         target_region: str,
         mode: CertificateMode = CertificateMode.COMPLETE,
+        patience: Patience | None = None,
     ) -> None:
+        self._patience = patience or Patience()
         self._source = source
         self._target = target
         self._source_region = source_region
@@ -130,11 +133,17 @@ class RegistryApplier:
         principals = list(_thing_principals(self._target, name))
         for principal in principals:
             self._target.detach_thing_principal(thingName=name, principal=principal)
-        try:
-            self._target.delete_thing(thingName=name)
-        except ClientError as exc:
-            if not _missing(exc):
-                raise
+
+        def delete() -> None:
+            try:
+                self._target.delete_thing(thingName=name)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+
+        # The detach is asynchronous in AWS: wait for it rather than failing
+        # the event into the error table (propagation.py).
+        until_detached(delete, self._patience)
 
     def copy_principals(self, thing_name: str) -> None:
         attached = set(_thing_principals(self._target, thing_name))

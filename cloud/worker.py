@@ -28,6 +28,7 @@ from iotdr.cloud import merge
 from iotdr.cloud.clients import RegionClients
 from iotdr.cloud.errors import CloudError
 from iotdr.cloud.events import ShadowDeleted, ShadowUpdated, entity_key, order_of, parse_event
+from iotdr.cloud.propagation import Patience
 from iotdr.cloud.records import ACTIVE_REGION_KEY, RuleMessage, message_of
 from iotdr.cloud.registry_apply import CertificateMode, RegistryApplier
 from iotdr.cloud.shadow_apply import ShadowApplier
@@ -61,7 +62,9 @@ class Worker:
         tables: Tables,
         default_active_region: str,
         mode: CertificateMode = CertificateMode.COMPLETE,
+        patience: Patience | None = None,
     ) -> None:
+        self._patience = patience or Patience()
         self._local = local
         self._peer = peer
         self._tables = tables
@@ -116,6 +119,7 @@ class Worker:
                 source_region=self._peer.region,
                 target_region=self._local.region,
                 mode=self._mode,
+                patience=self._patience,
             ).apply(event)
         self._raise_watermark(key, order)
         return decision

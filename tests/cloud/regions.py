@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 
 from iotdr.cloud.clients import RegionClients
+from iotdr.cloud.propagation import Patience
 from iotdr.cloud.records import ACTIVE_REGION_KEY, items_from_stream_event, rule_item
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.tables import create_region_tables
@@ -33,6 +34,12 @@ class MotoRegions:
     clients: dict[str, RegionClients] = field(default_factory=dict)
     _iterators: dict[str, dict[str, str]] = field(default_factory=dict)
     mode: CertificateMode = CertificateMode.COMPLETE
+    # Waits of the worker's backoff are recorded, not slept (the clock is injected).
+    waits: list[float] = field(default_factory=list)
+
+    @property
+    def patience(self) -> Patience:
+        return Patience(sleep=self.waits.append)
 
     @classmethod
     def create(cls, mode: CertificateMode = CertificateMode.COMPLETE) -> MotoRegions:
@@ -99,6 +106,7 @@ class MotoRegions:
             tables=TABLES,
             default_active_region=PRIMARY,
             mode=self.mode,
+            patience=self.patience,
         )
 
     def replicate(self, region: str, *, replay: bool = False) -> Report:
