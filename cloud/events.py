@@ -105,6 +105,33 @@ class ShadowDeleted:
     client_token: str | None = None
 
 
+# Topic under which the management-event recorder (management.py) stores a
+# CloudTrail-recorded IoT API call in the replication table; no MQTT topic.
+MANAGEMENT_TOPIC_PREFIX = "iotdr/management/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManagementChange:
+    """An IoT API call that publishes no registry event (registry-events.html
+    covers things, types, groups and memberships only), as CloudTrail
+    recorded it: certificate status, principal and policy attachments,
+    policy versions. The applier re-reads the source region's current
+    state of what it names, so only the names matter here."""
+
+    event_name: str
+    timestamp_ms: int
+    thing_name: str | None = None
+    certificate_id: str | None = None
+    policy_name: str | None = None
+    target: str | None = None  # AttachPolicy's target: a certificate ARN (or a thing group's)
+
+    @property
+    def target_certificate_id(self) -> str | None:
+        if self.target and ":cert/" in self.target:
+            return self.target.rsplit("/", 1)[1]
+        return None
+
+
 RegistryEvent = (
     ThingEvent
     | ThingTypeEvent
@@ -112,6 +139,7 @@ RegistryEvent = (
     | ThingGroupEvent
     | ThingGroupMembershipEvent
     | ThingGroupHierarchyEvent
+    | ManagementChange
 )
 ShadowEvent = ShadowUpdated | ShadowDeleted
 Event = RegistryEvent | ShadowEvent
@@ -132,6 +160,18 @@ def entity_key(event: Event) -> str:
             return f"hierarchy#{event.parent_group_name}#{event.child_group_name}"
         case ShadowUpdated() | ShadowDeleted():
             return f"shadow#{event.thing_name}#{event.shadow_name or ''}"
+        case ManagementChange():
+            return _management_key(event)
+
+
+def _management_key(change: ManagementChange) -> str:
+    if change.thing_name:
+        return f"principals#{change.thing_name}"
+    if change.target:
+        return f"attachments#{change.target_certificate_id or change.target}"
+    if change.certificate_id:
+        return f"certificate#{change.certificate_id}"
+    return f"policy#{change.policy_name}"
 
 
 def order_of(event: Event) -> int:
@@ -151,6 +191,8 @@ def parse_event(topic: str, payload: dict[str, Any]) -> Event:
             return _parse_registry(levels[2:], payload)
         if topic.startswith("$aws/things/"):
             return _parse_shadow(levels[2:], payload)
+        if topic.startswith(MANAGEMENT_TOPIC_PREFIX):
+            return _parse_management(levels[2], payload)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise EventFormatError(f"malformed message on {topic}: {exc!r}") from exc
     raise EventFormatError(f"not a registry or shadow topic: {topic}")
@@ -255,3 +297,22 @@ def _parse_shadow(levels: list[str], payload: dict[str, Any]) -> ShadowEvent:
             client_token=token,
         )
     raise EventFormatError(f"not a replicated shadow topic: {'/'.join(levels)}")
+
+
+def _optional(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    return str(value) if value else None
+
+
+def _parse_management(event_name: str, payload: dict[str, Any]) -> ManagementChange:
+    change = ManagementChange(
+        event_name=event_name,
+        timestamp_ms=_timestamp(payload),
+        thing_name=_optional(payload, "thingName"),
+        certificate_id=_optional(payload, "certificateId"),
+        policy_name=_optional(payload, "policyName"),
+        target=_optional(payload, "target"),
+    )
+    if not (change.thing_name or change.certificate_id or change.policy_name):
+        raise EventFormatError(f"management event {event_name} names nothing to replicate")
+    return change

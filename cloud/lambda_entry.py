@@ -7,6 +7,7 @@ import json
 import os
 import ssl
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import boto3
 from iotdr.cloud.clients import RegionClients, retry_config
 from iotdr.cloud.health import HealthCheckConfig, check_broker, handle_http
 from iotdr.cloud.jitr import register_just_in_time
+from iotdr.cloud.management import record_management_event
+from iotdr.cloud.reconcile import reconcile
 from iotdr.cloud.records import items_from_stream_event
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.retry_runner import run_retries
@@ -55,6 +58,40 @@ def retry_handler(_event: dict[str, Any], _context: object) -> dict[str, int]:
         "resolved": report.resolved,
         "still_failing": report.still_failing,
         "dead_lettered": report.dead_lettered,
+    }
+
+
+def management_event_handler(event: dict[str, Any], _context: object) -> dict[str, str]:
+    """EventBridge: one CloudTrail-recorded IoT call into the local replica (management.py)."""
+    item = record_management_event(
+        boto3.client("dynamodb", config=retry_config()),
+        table=os.environ["REPLICATION_TABLE"],
+        event=event,
+        region=os.environ["AWS_REGION"],
+        now_s=int(time.time()),
+    )
+    return {"pk": str(item["pk"]), "topic": str(item["topic"])}
+
+
+def reconcile_handler(_event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """Schedule: the follower region pulls certificate and policy state (reconcile.py)."""
+    env = dict(os.environ)
+    local, peer = RegionClients.create(env["AWS_REGION"]), RegionClients.create(env["PEER_REGION"])
+    active = _worker(env).active_region()
+    if active == local.region:
+        return {"skipped": f"{local.region} is the active region"}
+    report = reconcile(
+        peer,
+        local,
+        mode=CertificateMode(env.get("CERTIFICATE_MODE", "complete")),
+        applied_table=env["APPLIED_TABLE"],
+    )
+    return {
+        "certificates": report.certificates_checked,
+        "policies": report.policies_checked,
+        "things": report.things_checked,
+        "fleet_pass_complete": report.fleet_pass_complete,
+        "errors": len(report.errors),
     }
 
 

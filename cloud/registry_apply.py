@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from iotdr.cloud import merge
 from iotdr.cloud.errors import ReplicationConflictError
 from iotdr.cloud.events import (
+    ManagementChange,
     Operation,
     RegistryEvent,
     ThingEvent,
@@ -46,6 +47,10 @@ class CertificateMode(enum.Enum):
 
 def _missing(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("ResourceNotFoundException", "NotFoundException")
+
+
+# UpdateCertificate accepts these; PENDING_* are AWS's own (UpdateCertificate docs).
+_SETTABLE = ("ACTIVE", "INACTIVE", "REVOKED")
 
 
 def _exists(exc: ClientError) -> bool:
@@ -84,6 +89,8 @@ class RegistryApplier:
                 self._membership(event)
             case ThingGroupHierarchyEvent():
                 self._hierarchy(event)
+            case ManagementChange():
+                self._management(event)
 
     # things -----------------------------------------------------------------
 
@@ -171,6 +178,8 @@ class RegistryApplier:
         registered = self._target.register_certificate_without_ca(
             certificatePem=source["certificatePem"], status=status
         )
+        if source["status"] == "REVOKED":  # registration takes ACTIVE or INACTIVE only
+            self._target.update_certificate(certificateId=certificate_id, newStatus="REVOKED")
         return registered["certificateArn"]
 
     def copy_policies(self, source_principal: str, target_principal: str) -> None:
@@ -209,6 +218,143 @@ class RegistryApplier:
         self._target.create_policy_version(
             policyName=name, policyDocument=document, setAsDefault=True
         )
+
+    # certificates and policies changed after the thing (management events) --
+
+    def _management(self, change: ManagementChange) -> None:
+        """Brings what the call named to the source's *current* state, so a
+        late, repeated or reordered event cannot undo a newer change."""
+        if change.thing_name:
+            if self._mode is CertificateMode.COMPLETE:
+                self.sync_thing_principals(change.thing_name)
+        elif change.target:
+            certificate_id = change.target_certificate_id
+            if certificate_id and self._mode is CertificateMode.COMPLETE:
+                self.sync_certificate_policies(certificate_id)
+        elif change.certificate_id:
+            self.sync_certificate_status(change.certificate_id)
+        elif change.policy_name:
+            self.sync_policy(change.policy_name)
+
+    def sync_thing_principals(self, thing_name: str) -> None:
+        """The thing's certificates in the target are those of the source:
+        copies and attaches the new ones, detaches the ones gone."""
+        try:
+            self._target.describe_thing(thingName=thing_name)
+        except ClientError as exc:
+            if _missing(exc):
+                return  # not replicated yet: its thing event copies the principals
+            raise
+        if not self._exists_in_source(lambda: self._source.describe_thing(thingName=thing_name)):
+            return  # deleted in the source: its thing event deletes it here
+        wanted = {
+            arn.rsplit("/", 1)[1]
+            for arn in _thing_principals(self._source, thing_name)
+            if ":cert/" in arn
+        }
+        for arn in list(_thing_principals(self._target, thing_name)):
+            if ":cert/" in arn and arn.rsplit("/", 1)[1] not in wanted:
+                self._target.detach_thing_principal(thingName=thing_name, principal=arn)
+        self.copy_principals(thing_name)
+
+    def sync_certificate_status(self, certificate_id: str) -> None:
+        """Deactivation and revocation reach the target: a certificate revoked
+        in the source must not let a device in after a failover."""
+        try:
+            source = self._source.describe_certificate(certificateId=certificate_id)
+        except ClientError as exc:
+            if _missing(exc):
+                self.delete_certificate(certificate_id)
+                return
+            raise
+        status = source["certificateDescription"]["status"]
+        try:
+            current = self._target.describe_certificate(certificateId=certificate_id)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            if status in ("REVOKED", "INACTIVE"):
+                # Not here yet (jitr mode, or never attached): register it
+                # unusable, so neither a later copy nor JITR can activate it.
+                self.copy_certificate(certificate_id)
+                self._target.update_certificate(certificateId=certificate_id, newStatus=status)
+            return
+        if current["certificateDescription"]["status"] != status and status in _SETTABLE:
+            self._target.update_certificate(certificateId=certificate_id, newStatus=status)
+
+    def sync_certificate_policies(self, certificate_id: str) -> None:
+        """The certificate's policies in the target are those of the source."""
+        try:
+            target_arn = self._target.describe_certificate(certificateId=certificate_id)[
+                "certificateDescription"
+            ]["certificateArn"]
+            source_arn = self._source.describe_certificate(certificateId=certificate_id)[
+                "certificateDescription"
+            ]["certificateArn"]
+        except ClientError as exc:
+            if _missing(exc):
+                return  # the thing that uses it copies it, with its policies
+            raise
+        wanted = set(_attached_policies(self._source, source_arn))
+        for name in set(_attached_policies(self._target, target_arn)) - wanted:
+            self._target.detach_policy(policyName=name, target=target_arn)
+        self.copy_policies(source_arn, target_arn)
+
+    def sync_policy(self, name: str) -> None:
+        """A policy's default version; deleted in the target once deleted in the source."""
+        if self._exists_in_source(lambda: self._source.get_policy(policyName=name)):
+            try:
+                self._target.get_policy(policyName=name)
+            except ClientError as exc:
+                if _missing(exc):
+                    return  # attached nowhere here yet: copied when it is
+                raise
+            self.copy_policy(name)
+            return
+        try:
+            versions = self._target.list_policy_versions(policyName=name)["policyVersions"]
+        except ClientError as exc:
+            if _missing(exc):
+                return
+            raise
+        # DeletePolicy refuses a policy with versions other than the default.
+        for version in versions:
+            if not version.get("isDefaultVersion"):
+                self._target.delete_policy_version(
+                    policyName=name, policyVersionId=version["versionId"]
+                )
+        self._target.delete_policy(policyName=name)
+
+    def delete_certificate(self, certificate_id: str) -> None:
+        """Deleted in the source: deactivate, detach and delete it here."""
+        try:
+            arn = self._target.describe_certificate(certificateId=certificate_id)[
+                "certificateDescription"
+            ]["certificateArn"]
+        except ClientError as exc:
+            if _missing(exc):
+                return
+            raise
+        for name in list(_attached_policies(self._target, arn)):
+            self._target.detach_policy(policyName=name, target=arn)
+        for page in self._target.get_paginator("list_principal_things").paginate(principal=arn):
+            for thing in page.get("things", []):
+                self._target.detach_thing_principal(thingName=thing, principal=arn)
+        # A certificate must not be ACTIVE to be deleted (DeleteCertificate docs).
+        self._target.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
+        until_detached(
+            lambda: self._target.delete_certificate(certificateId=certificate_id), self._patience
+        )
+
+    @staticmethod
+    def _exists_in_source(describe: Callable[[], object]) -> bool:
+        try:
+            describe()
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
 
     # thing types ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.config import Config
 
 from iotdr.cloud.clients import RegionClients
+from iotdr.cloud.management import record_management_event
 from iotdr.cloud.propagation import Patience
 from iotdr.cloud.records import ACTIVE_REGION_KEY, items_from_stream_event, rule_item
 from iotdr.cloud.registry_apply import CertificateMode
@@ -61,6 +62,22 @@ class MotoRegions:
         for region in (origin, self.peer(origin)):  # the global table's replication
             self.clients[region].dynamodb.put_item(TableName=TABLES.replication, Item=image)
         return item
+
+    def record_management(self, origin: str, event: dict[str, Any]) -> None:
+        """An EventBridge event through the real recorder into the origin's
+        replica, then copied to the peer's (the global table's replication)."""
+        item = record_management_event(
+            self.clients[origin].dynamodb,
+            table=TABLES.replication,
+            event=event,
+            region=origin,
+            now_s=1_700_000_000,
+        )
+        serializer = TypeSerializer()
+        self.clients[self.peer(origin)].dynamodb.put_item(
+            TableName=TABLES.replication,
+            Item={key: serializer.serialize(value) for key, value in item.items()},
+        )
 
     def set_active(self, region: str) -> None:
         for target in (PRIMARY, SECONDARY):
