@@ -107,6 +107,11 @@ def register_deployment(verbs: argparse._SubParsersAction[argparse.ArgumentParse
         default=CertificateMode.COMPLETE.value,
     )
     deploy.add_argument("--jitr-policy-name", default="", help="policy for JITR certificates")
+    deploy.add_argument(
+        "--jitr-ca-certificate-id",
+        default="",
+        help="the device CA JITR registers for (jitr mode; registered in both regions)",
+    )
     deploy.set_defaults(func=_deploy)
 
     destroy = verbs.add_parser("destroy", help="delete what deploy created, in reverse")
@@ -140,6 +145,7 @@ def _plan(args: argparse.Namespace) -> DeploymentPlan:
         table_name=args.table,
         certificate_mode=CertificateMode(getattr(args, "certificates", "complete")),
         jitr_policy_name=getattr(args, "jitr_policy_name", ""),
+        jitr_ca_certificate_id=getattr(args, "jitr_ca_certificate_id", ""),
         endpoint_url=args.endpoint_url,
     )
 

@@ -66,6 +66,7 @@ class DeploymentPlan:
     table_name: str = "iotdr-replication"
     certificate_mode: CertificateMode = CertificateMode.COMPLETE
     jitr_policy_name: str = ""
+    jitr_ca_certificate_id: str = ""
     endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
@@ -73,6 +74,11 @@ class DeploymentPlan:
             raise DeploymentError("the primary and secondary regions must differ")
         if (self.hosted_zone_id is None) != (self.record_name is None):
             raise DeploymentError("--hosted-zone-id and --record-name go together")
+        if self.certificate_mode is CertificateMode.JITR and not self.jitr_ca_certificate_id:
+            raise DeploymentError(
+                "--certificates jitr needs --jitr-ca-certificate-id: the CA whose devices"
+                " register just in time"
+            )
 
     @property
     def regions(self) -> tuple[str, str]:
@@ -162,6 +168,10 @@ def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
         parameters={"TableName": plan.table_name, "SecondaryRegion": plan.secondary_region},
         say=say,
     )
+    if plan.certificate_mode is CertificateMode.JITR:
+        for region in plan.regions:
+            check_jitr_prerequisites(plan, clients[region].iot, region)
+            say(f"{region}: JITR prerequisites met (CA {plan.jitr_ca_certificate_id})")
     for region in plan.regions:
         client = clients[region]
         secret_arn = ensure_health_credentials(
@@ -181,6 +191,7 @@ def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
                 "CodeKey": package.key,
                 "CertificateMode": plan.certificate_mode.value,
                 "JitrPolicyName": plan.jitr_policy_name,
+                "JitrCaCertificateId": plan.jitr_ca_certificate_id,
                 "HealthEndpoint": data_endpoint(client.iot),
                 "HealthCredentialsSecretArn": secret_arn,
             },
@@ -208,6 +219,35 @@ def destroy(plan: DeploymentPlan, *, say: Say = print) -> None:
             say(f"{region}: health checker credentials deleted")
         _delete_bucket(client.s3, code_bucket(account, region), say)
     say("destroyed")
+
+
+def check_jitr_prerequisites(plan: DeploymentPlan, iot: IoTClient, region: str) -> None:
+    """JITR works only with the device CA registered in the region, ACTIVE and
+    with auto-registration on (auto-register-device-cert.html), and the
+    policy it attaches present there."""
+    ca = plan.jitr_ca_certificate_id
+    try:
+        description = iot.describe_ca_certificate(certificateId=ca)["certificateDescription"]
+    except ClientError as exc:
+        raise DeploymentError(
+            f"{region}: CA certificate {ca} is not registered here"
+            f" ({exc.response['Error']['Code']}); register it with RegisterCACertificate"
+            " --allow-auto-registration in both regions"
+        ) from exc
+    if description.get("status") != "ACTIVE":
+        raise DeploymentError(f"{region}: CA certificate {ca} is {description.get('status')}")
+    if description.get("autoRegistrationStatus") != "ENABLE":
+        raise DeploymentError(
+            f"{region}: CA certificate {ca} has auto-registration off"
+            " (UpdateCACertificate --new-auto-registration-status ENABLE)"
+        )
+    if plan.jitr_policy_name:
+        try:
+            iot.get_policy(policyName=plan.jitr_policy_name)
+        except ClientError as exc:
+            raise DeploymentError(
+                f"{region}: JITR policy {plan.jitr_policy_name} does not exist here"
+            ) from exc
 
 
 def data_endpoint(iot: IoTClient) -> str:

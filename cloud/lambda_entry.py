@@ -100,6 +100,7 @@ def jitr_handler(event: dict[str, Any], _context: object) -> str:
         boto3.client("iot", config=retry_config()),
         event,
         policy_name=os.environ.get("JITR_POLICY_NAME", ""),
+        expected_ca_id=os.environ["JITR_CA_CERTIFICATE_ID"],
     )
 
 

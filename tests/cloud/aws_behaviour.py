@@ -188,3 +188,47 @@ def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
         else:
             return False
     return True
+
+
+@dataclass
+class CaAutoRegistration:
+    """DescribeCACertificate's `autoRegistrationStatus`, which moto does not keep.
+
+    API reference: RegisterCACertificate `allowAutoRegistration` "Allows
+    this CA certificate to be used for auto registration of device
+    certificates"; UpdateCACertificate `newAutoRegistrationStatus` (ENABLE |
+    DISABLE); DescribeCACertificate returns `autoRegistrationStatus`. The
+    hook remembers what the calls set and adds it to the description.
+    """
+
+    status: dict[str, str] = field(default_factory=dict)
+
+    def install(self, iot: Any) -> CaAutoRegistration:
+        iot.meta.events.register("provide-client-params.iot.*", self._remember)
+        iot.meta.events.register("after-call.iot.*", self._apply)
+        return self
+
+    def _remember(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["iotdr_ca_params"] = dict(params)
+
+    def _apply(
+        self,
+        http_response: Any,
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        **_: Any,
+    ) -> None:
+        if http_response.status_code >= 300:
+            return
+        params = context.get("iotdr_ca_params", {})
+        if model.name == "RegisterCACertificate":
+            enabled = params.get("allowAutoRegistration", False)
+            self.status[parsed["certificateId"]] = "ENABLE" if enabled else "DISABLE"
+        elif model.name == "UpdateCACertificate" and "newAutoRegistrationStatus" in params:
+            self.status[params["certificateId"]] = params["newAutoRegistrationStatus"]
+        elif model.name == "DescribeCACertificate":
+            description = parsed["certificateDescription"]
+            description["autoRegistrationStatus"] = self.status.get(
+                params["certificateId"], "DISABLE"
+            )
