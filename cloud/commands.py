@@ -7,6 +7,7 @@
                        --record-name N]
     iotdr cloud destroy --primary-region R1 --secondary-region R2
     iotdr cloud check-deployment --primary-region R1 --secondary-region R2
+    iotdr cloud replay --region R
 
 `register` adds the `cloud` command to the `iotdr` parser; every leaf sets
 `func`, which returns the exit code (0: done and equal, 1: errors or
@@ -18,13 +19,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from iotdr.cloud.clients import RegionClients
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from iotdr.cloud.clients import RegionClients, retry_config
 from iotdr.cloud.compare import compare_devices, compare_shadows
 from iotdr.cloud.deploy import DeploymentPlan, deploy, destroy
 from iotdr.cloud.deployment_check import DeploymentCheck
 from iotdr.cloud.errors import DeploymentError
 from iotdr.cloud.registry_apply import CertificateMode
+from iotdr.cloud.replay import replay_failed_events
+from iotdr.cloud.stacks import stack_outputs
 from iotdr.cloud.sync import region_to_region, region_to_table
 
 
@@ -118,6 +126,15 @@ def register_deployment(verbs: argparse._SubParsersAction[argparse.ArgumentParse
     _deployment(destroy)
     destroy.set_defaults(func=_destroy)
 
+    replay = verbs.add_parser(
+        "replay", help="put failed replication records back into the pipeline (replay.py)"
+    )
+    replay.add_argument("--region", required=True, help="the region whose failures to replay")
+    replay.add_argument("--stack-prefix", default="iotdr")
+    replay.add_argument("--table", default="iotdr-replication", help="replication table name")
+    replay.add_argument("--endpoint-url", help="send every AWS call to this endpoint")
+    replay.set_defaults(func=_replay)
+
     check = verbs.add_parser("check-deployment", help="one device through the deployed regions")
     _deployment(check)
     check.add_argument("--timeout", type=float, default=120.0, help="seconds per replication step")
@@ -166,6 +183,42 @@ def _destroy(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    session, config, url = boto3.Session(), retry_config(), args.endpoint_url
+    region = args.region
+    cloudformation = session.client(
+        "cloudformation", region_name=region, config=config, endpoint_url=url
+    )
+    try:
+        bucket = stack_outputs(cloudformation, f"{args.stack_prefix}-region")["FailedEventsBucket"]
+    except (ClientError, KeyError) as exc:
+        print(
+            f"error: {region}: the region stack has no failed-events bucket ({exc})",
+            file=sys.stderr,
+        )
+        return 1
+    report = replay_failed_events(
+        s3=session.client("s3", region_name=region, config=config, endpoint_url=url),
+        bucket=bucket,
+        dynamodb=session.client("dynamodb", region_name=region, config=config, endpoint_url=url),
+        table=args.table,
+        region=region,
+        now_s=int(time.time()),
+        streams=session.client(
+            "dynamodbstreams",
+            region_name=region,
+            endpoint_url=url,
+            # The regional endpoint: AWS answers there too, and moto only there.
+            config=config.merge(Config(account_id_endpoint_mode="disabled")),
+        ),
+    )
+    for key, why in sorted(report.left.items()):
+        print(f"left: s3://{bucket}/{key}: {why}", file=sys.stderr)
+    left = len(report.left)
+    print(f"replayed {report.items} record(s) from {report.objects} object(s), left {left}")
+    return 1 if report.left else 0
 
 
 def _check_deployment(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from iotdr.cloud.errors import DeploymentError
 from iotdr.cloud.health_credentials import delete_health_credentials, ensure_health_credentials
 from iotdr.cloud.lambda_package import LambdaPackage, build_lambda_package
 from iotdr.cloud.registry_apply import CertificateMode
-from iotdr.cloud.stacks import delete_stack, deploy_stack
+from iotdr.cloud.stacks import delete_stack, deploy_stack, stack_outputs, stack_status
 
 if TYPE_CHECKING:
     from types_boto3_cloudformation.client import CloudFormationClient
@@ -211,6 +211,14 @@ def destroy(plan: DeploymentPlan, *, say: Say = print) -> None:
     account = primary.sts.get_caller_identity()["Account"]
     delete_stack(primary.cloudformation, plan.dns_stack, say=say)
     for region in reversed(plan.regions):
+        # CloudFormation refuses to delete a bucket with objects in it: the
+        # failed-events bucket goes with the stack, kept records and all.
+        if stack_status(clients[region].cloudformation, plan.region_stack) is not None:
+            bucket = stack_outputs(clients[region].cloudformation, plan.region_stack).get(
+                "FailedEventsBucket"
+            )
+            if bucket:
+                _empty_bucket(clients[region].s3, bucket, say)
         delete_stack(clients[region].cloudformation, plan.region_stack, say=say)
     delete_stack(primary.cloudformation, plan.table_stack, say=say)
     for region in reversed(plan.regions):
@@ -278,6 +286,20 @@ def _upload_code(client: DeployClients, bucket: str, package: LambdaPackage, say
             raise
     client.s3.put_object(Bucket=bucket, Key=package.key, Body=package.archive)
     say(f"{client.region}: uploaded s3://{bucket}/{package.key}")
+
+
+def _empty_bucket(s3: S3Client, bucket: str, say: Say) -> None:
+    deleted = 0
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
+                deleted += 1
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+    if deleted:
+        say(f"emptied bucket {bucket} ({deleted} object(s))")
 
 
 def _delete_bucket(s3: S3Client, bucket: str, say: Say) -> None:

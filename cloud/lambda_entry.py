@@ -18,7 +18,7 @@ from iotdr.cloud.health import HealthCheckConfig, check_broker, handle_http
 from iotdr.cloud.jitr import register_just_in_time
 from iotdr.cloud.management import record_management_event
 from iotdr.cloud.reconcile import reconcile
-from iotdr.cloud.records import items_from_stream_event
+from iotdr.cloud.records import stream_records
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.retry_runner import run_retries
 from iotdr.cloud.worker import Tables, Worker
@@ -40,8 +40,17 @@ def _worker(env: dict[str, str]) -> Worker:
 
 
 def replication_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
-    report = _worker(dict(os.environ)).process(items_from_stream_event(event))
-    return {"applied": report.applied, "skipped": report.skipped, "failed": report.failed}
+    """DynamoDB stream batch; answers with ReportBatchItemFailures' shape."""
+    report = _worker(dict(os.environ)).process_stream(stream_records(event))
+    failures = (
+        [{"itemIdentifier": report.unrecorded_sequence}] if report.unrecorded_sequence else []
+    )
+    return {
+        "batchItemFailures": failures,
+        "applied": report.applied,
+        "skipped": report.skipped,
+        "failed": report.failed,
+    }
 
 
 def retry_handler(_event: dict[str, Any], _context: object) -> dict[str, int]:

@@ -72,6 +72,19 @@ def items_from_stream_event(event: Mapping[str, Any]) -> Iterator[dict[str, Any]
             yield {key: deserializer.deserialize(value) for key, value in image.items()}
 
 
+def stream_records(event: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(sequence number, new image) of the inserted or modified items, for
+    reporting batch item failures by sequence number."""
+    deserializer = TypeDeserializer()
+    for record in event.get("Records", []):
+        if record.get("eventName") not in ("INSERT", "MODIFY"):
+            continue
+        image = record["dynamodb"].get("NewImage")
+        if image:
+            item = {key: deserializer.deserialize(value) for key, value in image.items()}
+            yield str(record["dynamodb"].get("SequenceNumber", "")), item
+
+
 def _to_dynamo(value: Any) -> Any:
     """DynamoDB takes no floats and no empty strings in keys: numbers become Decimal."""
     if isinstance(value, float):

@@ -48,6 +48,7 @@ class Report:
     applied: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    unrecorded_sequence: str | None = None  # the first record neither applied nor recorded
 
     def skip(self, decision: merge.Decision) -> None:
         self.skipped[decision.name] = self.skipped.get(decision.name, 0) + 1
@@ -83,21 +84,42 @@ class Worker:
         report = Report()
         active = self.active_region()
         for item in items:
-            message = message_of(item)
-            if message is None:
-                continue
-            try:
-                decision = self.process_message(message, active_region=active)
-            except (CloudError, ClientError, BotoCoreError) as exc:
-                log.warning("replicating %s (%s) failed: %s", message.pk, message.topic, exc)
-                self.record_error(message, exc)
-                report.failed += 1
-                continue
-            if decision is merge.Decision.APPLY:
-                report.applied += 1
-            else:
-                report.skip(decision)
+            self._process_one(item, active, report)
         return report
+
+    def process_stream(self, records: Iterable[tuple[str, Mapping[str, Any]]]) -> Report:
+        """(sequence number, item) pairs from a stream batch. A failure the
+        worker cannot even record (the error table unreachable) stops the
+        batch there: `unrecorded_sequence` is what the Lambda handler reports
+        as its batch item failure, so Lambda retries from that record on and,
+        once its retries are spent, hands the batch to the on-failure
+        destination with the records (templates/region.yaml)."""
+        report = Report()
+        active = self.active_region()
+        for sequence, item in records:
+            try:
+                self._process_one(item, active, report)
+            except (ClientError, BotoCoreError) as exc:
+                log.error("record %s: could not apply nor record the failure: %s", sequence, exc)
+                report.unrecorded_sequence = sequence
+                break
+        return report
+
+    def _process_one(self, item: Mapping[str, Any], active: str, report: Report) -> None:
+        message = message_of(item)
+        if message is None:
+            return
+        try:
+            decision = self.process_message(message, active_region=active)
+        except (CloudError, ClientError, BotoCoreError) as exc:
+            log.warning("replicating %s (%s) failed: %s", message.pk, message.topic, exc)
+            self.record_error(message, exc)
+            report.failed += 1
+            return
+        if decision is merge.Decision.APPLY:
+            report.applied += 1
+        else:
+            report.skip(decision)
 
     def process_message(self, message: RuleMessage, *, active_region: str) -> merge.Decision:
         decision = merge.replication_decision(
