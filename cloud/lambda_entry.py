@@ -67,6 +67,7 @@ def retry_handler(_event: dict[str, Any], _context: object) -> dict[str, int]:
         "resolved": report.resolved,
         "still_failing": report.still_failing,
         "dead_lettered": report.dead_lettered,
+        "already_running": int(report.already_running),
     }
 
 
