@@ -10,27 +10,24 @@ so a warm Lambda container stopped waiting for echoes), and two checks
 never share an MQTT session or trip AWS IoT's limit of one CONNECT per
 second per client id (https://docs.aws.amazon.com/general/latest/gr/iot-core.html).
 
-`handle_http` guards the check with a shared secret sent in a header and
-compared in constant time (hmac.compare_digest), never in a query string,
-where it would land in access logs.
+Route 53 health checks cannot send custom headers, so the deployed check
+has no HTTP face: it runs on a schedule, puts a CloudWatch metric, and
+Route 53 watches its alarm (a CLOUDWATCH_METRIC health check).
 """
 
 from __future__ import annotations
 
-import hmac
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
-
-SECRET_HEADER = "x-iotdr-health-token"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,23 +125,3 @@ def check_broker(config: HealthCheckConfig) -> HealthResult:
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def handle_http(
-    headers: Mapping[str, str], *, secret: str, check: Callable[[], HealthResult]
-) -> dict[str, Any]:
-    """An HTTP response (Lambda function URL / API Gateway shape) for one request.
-
-    403 without the right secret; 200 when healthy, 503 when not, which is
-    what Route 53 HTTP(S) checks count as failure (any status >= 400).
-    """
-    given = {key.lower(): value for key, value in headers.items()}.get(SECRET_HEADER, "")
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        return {"statusCode": 403, "body": "forbidden"}
-    outcome = check()
-    return {
-        "statusCode": 200 if outcome.healthy else 503,
-        "headers": {"content-type": "text/plain"},
-        "body": f"{'healthy' if outcome.healthy else 'unhealthy'}: {outcome.detail} "
-        f"({outcome.received}/{outcome.expected} in {outcome.elapsed_s:.2f} s)",
-    }

@@ -1,16 +1,15 @@
 """The health checker's own device identity in one region, kept in Secrets Manager.
 
 The health Lambda connects to its region's broker like a device, so it
-needs a certificate, a policy that lets it use `iotdr/health/*` only, and
-the shared secret for HTTP callers. CloudFormation cannot create a
-certificate *with* its private key, so deploy does it here, once per region
-(an existing secret is kept), and destroy removes it.
+needs a certificate and a policy that lets it use `iotdr/health/*` only.
+CloudFormation cannot create a certificate *with* its private key, so
+deploy does it here, once per region (an existing secret is kept), and
+destroy removes it.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -72,7 +71,6 @@ def ensure_health_credentials(
         "certificateArn": certificate["certificateArn"],
         "certificatePem": certificate["certificatePem"],
         "privateKey": certificate["keyPair"]["PrivateKey"],
-        "httpToken": secrets.token_urlsafe(32),
     }
     return secretsmanager.create_secret(Name=SECRET_NAME, SecretString=json.dumps(secret))["ARN"]
 

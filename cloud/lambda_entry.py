@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from iotdr.cloud.clients import RegionClients, retry_config
-from iotdr.cloud.health import HealthCheckConfig, check_broker, handle_http
+from iotdr.cloud.health import HealthCheckConfig, check_broker
 from iotdr.cloud.jitr import register_just_in_time
 from iotdr.cloud.management import record_management_event
 from iotdr.cloud.reconcile import reconcile
@@ -114,8 +114,8 @@ def jitr_handler(event: dict[str, Any], _context: object) -> str:
     )
 
 
-def health_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
-    """HTTP request (function URL / API Gateway): answer it; schedule: put the metric."""
+def health_handler(_event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """Schedule (every minute): one MQTT check, put as the metric Route 53's alarm watches."""
     env = dict(os.environ)
     secret = json.loads(
         boto3.client("secretsmanager", config=retry_config()).get_secret_value(
@@ -133,12 +133,6 @@ def health_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
             return tls
 
         config = HealthCheckConfig(host=env["HEALTH_ENDPOINT"], tls_context=context)
-        if "headers" in event:
-            return handle_http(
-                event["headers"],
-                secret=secret.get("httpToken", ""),
-                check=lambda: check_broker(config),
-            )
         result = check_broker(config)
     boto3.client("cloudwatch", config=retry_config()).put_metric_data(
         Namespace="iotdr",
