@@ -1,6 +1,6 @@
 """`iotdr cloud deploy` and `destroy`: the stacks of templates/ in two regions, in order.
 
-Deploy order (destroy is the reverse):
+Deploy order (destroy is the reverse, and also switches registry events off):
 
 1. the Lambda code, zipped once and uploaded to a bucket in each region
    (Lambda reads code only from a bucket in its own region);
@@ -30,7 +30,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from iotdr.cloud.clients import retry_config
 from iotdr.cloud.errors import DeploymentError
-from iotdr.cloud.health_credentials import delete_health_credentials, ensure_health_credentials
+from iotdr.cloud.health_credentials import (
+    delete_health_credentials,
+    ensure_health_credentials,
+    partition_of,
+)
 from iotdr.cloud.lambda_package import LambdaPackage, build_lambda_package
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.stacks import delete_stack, deploy_stack, stack_outputs, stack_status
@@ -154,7 +158,8 @@ def code_bucket(account: str, region: str) -> str:
 def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
     clients = {r: DeployClients.create(r, endpoint_url=plan.endpoint_url) for r in plan.regions}
     primary = clients[plan.primary_region]
-    account = primary.sts.get_caller_identity()["Account"]
+    identity = primary.sts.get_caller_identity()
+    account, partition = identity["Account"], partition_of(identity["Arn"])
     result = DeploymentResult()
     package = build_lambda_package()
     say(f"lambda package {package.key} ({len(package.archive) // 1024} KiB)")
@@ -175,7 +180,7 @@ def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
     for region in plan.regions:
         client = clients[region]
         secret_arn = ensure_health_credentials(
-            client.iot, client.secretsmanager, region=region, account=account
+            client.iot, client.secretsmanager, region=region, account=account, partition=partition
         )
         say(f"{region}: health checker credentials in {secret_arn}")
         result.outputs[region] = deploy_stack(
@@ -221,6 +226,10 @@ def destroy(plan: DeploymentPlan, *, say: Say = print) -> None:
                 _empty_bucket(clients[region].s3, bucket, say)
         delete_stack(clients[region].cloudformation, plan.region_stack, say=say)
     delete_stack(primary.cloudformation, plan.table_stack, say=say)
+    for region in reversed(plan.regions):
+        # Registry events are published (and billed as messages) until
+        # switched off; if something else of yours uses them, switch them on again.
+        _set_registry_events(plan, clients[region], DeploymentResult(), say, enabled=False)
     for region in reversed(plan.regions):
         client = clients[region]
         if delete_health_credentials(client.iot, client.secretsmanager):
@@ -332,18 +341,30 @@ def _stream_arn(dynamodb: DynamoDBClient, table: str, region: str) -> str:
 def _enable_registry_events(
     plan: DeploymentPlan, client: DeployClients, result: DeploymentResult, say: Say
 ) -> None:
+    _set_registry_events(plan, client, result, say, enabled=True)
+
+
+def _set_registry_events(
+    plan: DeploymentPlan,
+    client: DeployClients,
+    result: DeploymentResult,
+    say: Say,
+    *,
+    enabled: bool,
+) -> None:
+    verb = "enabling" if enabled else "disabling"
     try:
         one_off_iot(client.region, plan.endpoint_url).update_event_configurations(
-            eventConfigurations={event: {"Enabled": True} for event in REGISTRY_EVENTS}  # type: ignore[misc]
+            eventConfigurations={event: {"Enabled": enabled} for event in REGISTRY_EVENTS}  # type: ignore[misc]
         )
     except (ClientError, BotoCoreError) as exc:
         if not plan.emulated:
-            raise DeploymentError(f"{client.region}: enabling registry events: {exc}") from exc
-        note = f"{client.region}: enabling registry events: the endpoint refused ({_short(exc)})"
+            raise DeploymentError(f"{client.region}: {verb} registry events: {exc}") from exc
+        note = f"{client.region}: {verb} registry events: the endpoint refused ({_short(exc)})"
         result.skipped.append(note)
         say(f"skipped: {note}")
         return
-    say(f"{client.region}: registry events enabled")
+    say(f"{client.region}: registry events {'enabled' if enabled else 'disabled'}")
 
 
 def _deploy_dns(

@@ -38,6 +38,7 @@ from iotdr.cloud.deploy import (
 )
 from iotdr.cloud.emulated_replication import EmulatedReplication
 from iotdr.cloud.health import HealthCheckConfig, check_broker
+from iotdr.cloud.health_credentials import partition_of
 from iotdr.cloud.propagation import Patience, until_detached
 from iotdr.cloud.shadow_apply import read_shadow_state
 from iotdr.cloud.stacks import stack_outputs, stack_status
@@ -214,7 +215,10 @@ class DeploymentCheck:
             certificate_pem=created["certificatePem"],
             private_key=created["keyPair"]["PrivateKey"],
         )
-        iot.create_policy(policyName=device.policy_name, policyDocument=_policy(region, name))
+        partition = partition_of(device.certificate_arn)
+        iot.create_policy(
+            policyName=device.policy_name, policyDocument=_policy(partition, region, name)
+        )
         iot.attach_policy(policyName=device.policy_name, target=device.certificate_arn)
         iot.attach_thing_principal(thingName=name, principal=device.certificate_arn)
         self._record(f"{region}: created {name} with certificate and policy", Outcome.PASSED)
@@ -383,9 +387,9 @@ def _thing_message(
     return f"$aws/events/thing/{name}/{operation.lower()}", payload
 
 
-def _policy(region: str, name: str) -> str:
+def _policy(partition: str, region: str, name: str) -> str:
     """What the check's pub/sub needs: its own client ids and topics."""
-    arn = f"arn:aws:iot:{region}:*"
+    arn = f"arn:{partition}:iot:{region}:*"
     return json.dumps(
         {
             "Version": "2012-10-17",

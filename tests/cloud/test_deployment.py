@@ -98,6 +98,7 @@ def test_deploy_check_and_destroy_against_moto_server(
     assert all(p.rejected > 0 for p in propagation) and waits
 
     assert _run("destroy", *common) == 0
+    assert "skipped: us-east-1: disabling registry events" in capsys.readouterr().out
     cloudformation = boto3.client("cloudformation", region_name=PRIMARY, endpoint_url=moto_server)
     live = [
         s["StackName"]
