@@ -2,7 +2,8 @@
 
 Creates a thing with a certificate and a policy in the primary, expects it
 (with both) in the secondary, MQTT pub/sub in both regions with the
-device's certificate, its shadow synced, and its deletion replicated; then
+device's certificate, its shadow synced, its certificate's deactivation
+(a CloudTrail management event) and its deletion replicated; then
 removes what it created, in both regions, whatever happened.
 
 Against AWS each replication step waits up to `timeout_s` for the deployed
@@ -15,6 +16,7 @@ is ever reported as passed that was not observed.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import ssl
@@ -39,6 +41,7 @@ from iotdr.cloud.deploy import (
 from iotdr.cloud.emulated_replication import EmulatedReplication
 from iotdr.cloud.health import HealthCheckConfig, check_broker
 from iotdr.cloud.health_credentials import partition_of
+from iotdr.cloud.management import management_payload
 from iotdr.cloud.propagation import Patience, until_detached
 from iotdr.cloud.shadow_apply import read_shadow_state
 from iotdr.cloud.stacks import stack_outputs, stack_status
@@ -135,6 +138,13 @@ class DeploymentCheck:
                     read_shadow_state(self._regions[secondary].iot_data, device.name, None)
                     == read_shadow_state(self._regions[primary].iot_data, device.name, None)
                 ),
+            )
+            self._deactivate(primary, device)
+            self._replicate(
+                emulated,
+                _management_message("UpdateCertificate", certificateId=device.certificate_id),
+                "certificate deactivation in the secondary",
+                lambda: self._certificate_status(secondary, device) == "INACTIVE",
             )
             self._delete_thing(primary, device)
             self._replicate(
@@ -321,6 +331,23 @@ class DeploymentCheck:
         }
         return f"$aws/things/{name}/shadow/update/documents", payload
 
+    def _deactivate(self, region: str, device: Device) -> None:
+        """A certificate change that publishes no registry event: it travels
+        as a CloudTrail management event (management.py)."""
+        self._regions[region].iot.update_certificate(
+            certificateId=device.certificate_id, newStatus="INACTIVE"
+        )
+        self._record(f"{region}: deactivated the certificate", Outcome.PASSED)
+
+    def _certificate_status(self, region: str, device: Device) -> str | None:
+        try:
+            described = self._regions[region].iot.describe_certificate(
+                certificateId=device.certificate_id
+            )
+        except ClientError:
+            return None
+        return described["certificateDescription"]["status"]
+
     def _delete_thing(self, region: str, device: Device) -> None:
         iot = self._regions[region].iot
         iot.detach_thing_principal(thingName=device.name, principal=device.certificate_arn)
@@ -385,6 +412,19 @@ def _thing_message(
         "attributes": attributes,
     }
     return f"$aws/events/thing/{name}/{operation.lower()}", payload
+
+
+def _management_message(event_name: str, **parameters: str) -> tuple[str, dict[str, Any]]:
+    """What the recorder writes for a CloudTrail-recorded call (management.py)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return management_payload(
+        {
+            "eventSource": "iot.amazonaws.com",
+            "eventName": event_name,
+            "eventTime": now,
+            "requestParameters": parameters,
+        }
+    )
 
 
 def _policy(partition: str, region: str, name: str) -> str:

@@ -78,6 +78,7 @@ def test_deploy_check_and_destroy_against_moto_server(
     out = capsys.readouterr().out
     assert "ok: thing, certificate and policy in the secondary" in out
     assert "ok: shadow synced to the secondary" in out
+    assert "ok: certificate deactivation in the secondary" in out
     assert "ok: delete replicated to the secondary" in out
     assert "skipped: us-east-1: MQTT publish/subscribe" in out
     assert "skipped: thing, certificate and policy in the secondary: pipeline" in out
