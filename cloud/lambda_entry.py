@@ -95,6 +95,7 @@ def reconcile_handler(_event: dict[str, Any], _context: object) -> dict[str, Any
         local,
         mode=CertificateMode(env.get("CERTIFICATE_MODE", "complete")),
         applied_table=env["APPLIED_TABLE"],
+        things_per_run=int(env.get("RECONCILE_THINGS_PER_RUN", "2000")),
     )
     return {
         "certificates": report.certificates_checked,
