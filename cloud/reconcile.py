@@ -114,16 +114,8 @@ def reconcile(
         )
         for thing in things:
             report.things_checked += 1
-            attempt(f"thing {thing}", functools.partial(_thing, applier, source.iot, thing))
+            attempt(f"thing {thing}", functools.partial(applier.sync_thing_principals, thing))
     return report
-
-
-def _thing(applier: RegistryApplier, source: IoTClient, name: str) -> None:
-    applier.sync_thing_principals(name)
-    for page in source.get_paginator("list_thing_principals").paginate(thingName=name):
-        for arn in page.get("principals", []):
-            if ":cert/" in arn:
-                applier.sync_certificate_policies(arn.rsplit("/", 1)[1])
 
 
 def _thing_slice(

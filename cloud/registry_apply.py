@@ -69,6 +69,7 @@ class RegistryApplier:
         patience: Patience | None = None,
     ) -> None:
         self._patience = patience or Patience()
+        self._policies_copied: set[str] = set()
         self._source = source
         self._target = target
         self._source_region = source_region
@@ -152,13 +153,27 @@ class RegistryApplier:
         # the event into the error table (propagation.py).
         until_detached(delete, self._patience)
 
-    def copy_principals(self, thing_name: str) -> None:
-        attached = set(_thing_principals(self._target, thing_name))
-        for source_arn in _thing_principals(self._source, thing_name):
+    def copy_principals(
+        self,
+        thing_name: str,
+        *,
+        source_principals: list[str] | None = None,
+        target_principals: list[str] | None = None,
+        exact: bool = False,
+    ) -> None:
+        """Copies and attaches the thing's certificates with their policies;
+        `exact` also detaches from each certificate the policies the source's
+        lacks. Principal lists already read can be passed in."""
+        if target_principals is None:
+            target_principals = list(_thing_principals(self._target, thing_name))
+        if source_principals is None:
+            source_principals = list(_thing_principals(self._source, thing_name))
+        attached = set(target_principals)
+        for source_arn in source_principals:
             if ":cert/" not in source_arn:
                 continue  # Cognito identities and the like are regional; nothing to copy
             target_arn = self.copy_certificate(source_arn.rsplit("/", 1)[1])
-            self.copy_policies(source_arn, target_arn)
+            self.copy_policies(source_arn, target_arn, exact=exact)
             if target_arn not in attached:
                 self._target.attach_thing_principal(thingName=thing_name, principal=target_arn)
 
@@ -182,14 +197,23 @@ class RegistryApplier:
             self._target.update_certificate(certificateId=certificate_id, newStatus="REVOKED")
         return registered["certificateArn"]
 
-    def copy_policies(self, source_principal: str, target_principal: str) -> None:
+    def copy_policies(
+        self, source_principal: str, target_principal: str, *, exact: bool = False
+    ) -> None:
         present = set(_attached_policies(self._target, target_principal))
-        for name in _attached_policies(self._source, source_principal):
+        wanted = list(_attached_policies(self._source, source_principal))
+        if exact:
+            for name in present - set(wanted):
+                self._target.detach_policy(policyName=name, target=target_principal)
+        for name in wanted:
             self.copy_policy(name)
             if name not in present:
                 self._target.attach_policy(policyName=name, target=target_principal)
 
     def copy_policy(self, name: str) -> None:
+        if name in self._policies_copied:
+            return  # once per applier: a reconciliation run meets a policy many times
+        self._policies_copied.add(name)
         document = merge.rewrite_policy_regions(
             self._source.get_policy(policyName=name)["policyDocument"],
             source_region=self._source_region,
@@ -237,8 +261,9 @@ class RegistryApplier:
             self.sync_policy(change.policy_name)
 
     def sync_thing_principals(self, thing_name: str) -> None:
-        """The thing's certificates in the target are those of the source:
-        copies and attaches the new ones, detaches the ones gone."""
+        """The thing's certificates in the target are those of the source, and
+        each certificate's policies those of the source: copies and attaches
+        what is new, detaches what is gone."""
         try:
             self._target.describe_thing(thingName=thing_name)
         except ClientError as exc:
@@ -247,15 +272,18 @@ class RegistryApplier:
             raise
         if not self._exists_in_source(lambda: self._source.describe_thing(thingName=thing_name)):
             return  # deleted in the source: its thing event deletes it here
-        wanted = {
-            arn.rsplit("/", 1)[1]
-            for arn in _thing_principals(self._source, thing_name)
-            if ":cert/" in arn
-        }
-        for arn in list(_thing_principals(self._target, thing_name)):
+        source_principals = list(_thing_principals(self._source, thing_name))
+        target_principals = list(_thing_principals(self._target, thing_name))
+        wanted = {arn.rsplit("/", 1)[1] for arn in source_principals if ":cert/" in arn}
+        for arn in target_principals:
             if ":cert/" in arn and arn.rsplit("/", 1)[1] not in wanted:
                 self._target.detach_thing_principal(thingName=thing_name, principal=arn)
-        self.copy_principals(thing_name)
+        self.copy_principals(
+            thing_name,
+            source_principals=source_principals,
+            target_principals=target_principals,
+            exact=True,
+        )
 
     def sync_certificate_status(self, certificate_id: str) -> None:
         """Deactivation and revocation reach the target: a certificate revoked
@@ -295,10 +323,7 @@ class RegistryApplier:
             if _missing(exc):
                 return  # the thing that uses it copies it, with its policies
             raise
-        wanted = set(_attached_policies(self._source, source_arn))
-        for name in set(_attached_policies(self._target, target_arn)) - wanted:
-            self._target.detach_policy(policyName=name, target=target_arn)
-        self.copy_policies(source_arn, target_arn)
+        self.copy_policies(source_arn, target_arn, exact=True)
 
     def sync_policy(self, name: str) -> None:
         """A policy's default version; deleted in the target once deleted in the source."""

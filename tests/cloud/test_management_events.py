@@ -11,10 +11,12 @@ pattern matches to the real recorder, and runs the secondary's worker.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from iotdr.cloud.management import MANAGEMENT_EVENT_NAMES
 from iotdr.cloud.reconcile import reconcile
+from tests.cloud import aws_events as ev
 from tests.cloud.aws_behaviour import IotNotifications, matches
 from tests.cloud.regions import PRIMARY, SECONDARY, TABLES, MotoRegions
 from tests.cloud.template_reader import resources_of
@@ -177,3 +179,40 @@ def test_failed_calls_and_unrelated_calls_are_not_recorded() -> None:
     assert matches(_pattern(), event)
     event["detail"]["eventName"] = "CreateThing"  # type: ignore[index]
     assert not matches(_pattern(), event)
+
+
+def test_a_reconciliation_run_stays_within_its_call_budget(regions: MotoRegions) -> None:
+    """Counted, not timed: the registry throttles per API, so the calls per
+    thing bound how many things a 15-minute run can check (README)."""
+    THINGS = 8  # noqa: N806 - moto makes a key pair per certificate, slowly
+    iot = regions.clients[PRIMARY].iot
+    iot.create_policy(policyName="fleet", policyDocument=_policy("fleet"))
+    for index in range(THINGS):
+        name = f"dev-b{index}"
+        iot.create_thing(thingName=name)
+        cert = iot.create_keys_and_certificate(setAsActive=True)
+        iot.attach_policy(policyName="fleet", target=cert["certificateArn"])
+        iot.attach_thing_principal(thingName=name, principal=cert["certificateArn"])
+        regions.publish(PRIMARY, ev.thing(name, "CREATED"))
+    assert regions.replicate(SECONDARY).failed == 0
+    calls: Counter[str] = Counter()
+    for region in (PRIMARY, SECONDARY):
+        regions.clients[region].iot.meta.events.register(
+            "before-call.iot.*", lambda model, **_: calls.update([model.name])
+        )
+    report = reconcile(
+        regions.clients[PRIMARY],
+        regions.clients[SECONDARY],
+        mode=regions.mode,
+        applied_table=TABLES.applied,
+        things_per_run=THINGS,
+    )
+    assert report.things_checked == THINGS and report.errors == {}
+    per_thing = {name: count / THINGS for name, count in calls.items() if count >= THINGS}
+    assert per_thing == {
+        "DescribeThing": 2,  # target, then source
+        "ListThingPrincipals": 2,
+        "ListAttachedPolicies": 2,
+        "DescribeCertificate": 1,
+    }
+    assert calls["GetPolicy"] <= 4  # each shared policy once per run, not per thing
