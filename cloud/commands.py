@@ -8,6 +8,7 @@
     iotdr cloud destroy --primary-region R1 --secondary-region R2
     iotdr cloud check-deployment --primary-region R1 --secondary-region R2
     iotdr cloud replay --region R
+    iotdr cloud jitr-pending --region R --jitr-ca-certificate-id ID [--jitr-policy-name P]
 
 `register` adds the `cloud` command to the `iotdr` parser; every leaf sets
 `func`, which returns the exit code (0: done and equal, 1: errors or
@@ -30,6 +31,7 @@ from iotdr.cloud.compare import compare_devices, compare_shadows
 from iotdr.cloud.deploy import DeploymentPlan, deploy, destroy
 from iotdr.cloud.deployment_check import DeploymentCheck
 from iotdr.cloud.errors import DeploymentError
+from iotdr.cloud.jitr import register_pending
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.replay import replay_failed_events
 from iotdr.cloud.stacks import stack_outputs
@@ -135,6 +137,15 @@ def register_deployment(verbs: argparse._SubParsersAction[argparse.ArgumentParse
     replay.add_argument("--endpoint-url", help="send every AWS call to this endpoint")
     replay.set_defaults(func=_replay)
 
+    pending = verbs.add_parser(
+        "jitr-pending", help="finish JITR for certificates left PENDING_ACTIVATION (jitr.py)"
+    )
+    pending.add_argument("--region", required=True)
+    pending.add_argument("--jitr-ca-certificate-id", required=True)
+    pending.add_argument("--jitr-policy-name", default="")
+    pending.add_argument("--endpoint-url", help="send every AWS call to this endpoint")
+    pending.set_defaults(func=_jitr_pending)
+
     check = verbs.add_parser("check-deployment", help="one device through the deployed regions")
     _deployment(check)
     check.add_argument("--timeout", type=float, default=120.0, help="seconds per replication step")
@@ -219,6 +230,17 @@ def _replay(args: argparse.Namespace) -> int:
     left = len(report.left)
     print(f"replayed {report.items} record(s) from {report.objects} object(s), left {left}")
     return 1 if report.left else 0
+
+
+def _jitr_pending(args: argparse.Namespace) -> int:
+    iot = RegionClients.create(args.region, endpoint_url=args.endpoint_url).iot
+    done, left = register_pending(
+        iot, policy_name=args.jitr_policy_name, ca_certificate_id=args.jitr_ca_certificate_id
+    )
+    for certificate_id, why in sorted(left.items()):
+        print(f"left: {certificate_id}: {why}", file=sys.stderr)
+    print(f"registered {len(done)}, left {len(left)}")
+    return 1 if left else 0
 
 
 def _check_deployment(args: argparse.Namespace) -> int:

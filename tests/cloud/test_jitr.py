@@ -6,6 +6,7 @@ revoked certificates and devices without a thing are left alone."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 from types_boto3_iot.client import IoTClient
 
+from iotdr.cloud import commands
 from iotdr.cloud.certificate_subject import CertificateFormatError, subject_common_name
 from iotdr.cloud.deploy import DeploymentPlan, check_jitr_prerequisites
 from iotdr.cloud.errors import DeploymentError
@@ -234,3 +236,40 @@ def test_the_subject_common_name_is_read_from_the_der() -> None:
         subject_common_name(no_cn)
     with pytest.raises(CertificateFormatError):
         subject_common_name("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+
+
+def test_jitr_pending_finishes_what_a_missing_thing_held_up(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    early = fleet.device("sensor-9")  # its event came before its thing
+    with pytest.raises(JitrError):
+        register_just_in_time(
+            fleet.iot,
+            fleet.event(early["certificateId"]),
+            policy_name="device",
+            expected_ca_id=fleet.ca_id,
+        )
+    still = fleet.device("sensor-never")
+    fleet.iot.create_thing(thingName="sensor-9")  # the replication catches up
+
+    parser = argparse.ArgumentParser(prog="iotdr")
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        [
+            "cloud",
+            "jitr-pending",
+            "--region",
+            REGION,
+            "--jitr-ca-certificate-id",
+            fleet.ca_id,
+            "--jitr-policy-name",
+            "device",
+        ]
+    )
+    assert args.func(args) == 1  # one is still waiting for its thing
+    out, err = capsys.readouterr()
+    assert "registered 1, left 1" in out and still["certificateId"] in err
+    assert fleet.status(early["certificateId"]) == "ACTIVE"
+    assert fleet.status(still["certificateId"]) == "PENDING_ACTIVATION"
+    principals = fleet.iot.list_thing_principals(thingName="sensor-9")["principals"]
+    assert principals == [early["certificateArn"]]
