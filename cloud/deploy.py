@@ -183,6 +183,7 @@ def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
             client.iot, client.secretsmanager, region=region, account=account, partition=partition
         )
         say(f"{region}: health checker credentials in {secret_arn}")
+        owned = _registry_events_owned(plan, client)
         result.outputs[region] = deploy_stack(
             client.cloudformation,
             plan.region_stack,
@@ -199,6 +200,7 @@ def deploy(plan: DeploymentPlan, *, say: Say = print) -> DeploymentResult:
                 "JitrCaCertificateId": plan.jitr_ca_certificate_id,
                 "HealthEndpoint": data_endpoint(client.iot),
                 "HealthCredentialsSecretArn": secret_arn,
+                "RegistryEventsOwned": "true" if owned else "false",
             },
             say=say,
         )
@@ -215,6 +217,10 @@ def destroy(plan: DeploymentPlan, *, say: Say = print) -> None:
     primary = clients[plan.primary_region]
     account = primary.sts.get_caller_identity()["Account"]
     delete_stack(primary.cloudformation, plan.dns_stack, say=say)
+    owned = {
+        region: _outputs(clients[region], plan.region_stack).get("RegistryEventsOwned") != "false"
+        for region in plan.regions
+    }
     for region in reversed(plan.regions):
         # CloudFormation refuses to delete a bucket with objects in it: the
         # failed-events bucket goes with the stack, kept records and all.
@@ -228,8 +234,11 @@ def destroy(plan: DeploymentPlan, *, say: Say = print) -> None:
     delete_stack(primary.cloudformation, plan.table_stack, say=say)
     for region in reversed(plan.regions):
         # Registry events are published (and billed as messages) until
-        # switched off; if something else of yours uses them, switch them on again.
-        _set_registry_events(plan, clients[region], DeploymentResult(), say, enabled=False)
+        # switched off: off again, unless they were on before the first deploy.
+        if owned.get(region, True):
+            _set_registry_events(plan, clients[region], DeploymentResult(), say, enabled=False)
+        else:
+            say(f"{region}: registry events left on (they were on before iotdr)")
     for region in reversed(plan.regions):
         client = clients[region]
         if delete_health_credentials(client.iot, client.secretsmanager):
@@ -336,6 +345,30 @@ def _stream_arn(dynamodb: DynamoDBClient, table: str, region: str) -> str:
     if not arn:
         raise DeploymentError(f"{region}: table {table} has no stream")
     return arn
+
+
+def _outputs(client: DeployClients, stack: str) -> dict[str, str]:
+    if stack_status(client.cloudformation, stack) is None:
+        return {}
+    return stack_outputs(client.cloudformation, stack)
+
+
+def _registry_events_owned(plan: DeploymentPlan, client: DeployClients) -> bool:
+    """Whether iotdr switched registry events on (so destroy switches them off):
+    kept from the first deploy; on the first, true unless all were on already."""
+    earlier = _outputs(client, plan.region_stack).get("RegistryEventsOwned")
+    if earlier is not None:
+        return earlier != "false"
+    try:
+        configurations = one_off_iot(
+            client.region, plan.endpoint_url
+        ).describe_event_configurations()["eventConfigurations"]
+    except (ClientError, BotoCoreError):
+        return True  # unknown (an emulator): iotdr switches them on, and off again
+    return not all(
+        configurations.get(event, {}).get("Enabled")  # type: ignore[call-overload]
+        for event in REGISTRY_EVENTS
+    )
 
 
 def _enable_registry_events(

@@ -72,6 +72,14 @@ def test_deploy_check_and_destroy_against_moto_server(
     }
 
     assert _run(*deploy) == 0  # a second deploy updates in place
+    for region in (PRIMARY, SECONDARY):  # iotdr switched registry events on: destroy turns them off
+        cloudformation = boto3.client(
+            "cloudformation", region_name=region, endpoint_url=moto_server
+        )
+        outputs = cloudformation.describe_stacks(StackName="iotdr-region")["Stacks"][0]["Outputs"]
+        assert {"OutputKey": "RegistryEventsOwned", "OutputValue": "true"} in [
+            {"OutputKey": o["OutputKey"], "OutputValue": o["OutputValue"]} for o in outputs
+        ]
     capsys.readouterr()
 
     assert _run("check-deployment", *common) == 0
