@@ -31,7 +31,7 @@ from iotdr.cloud.compare import compare_devices, compare_shadows
 from iotdr.cloud.deploy import DeploymentPlan, deploy, destroy
 from iotdr.cloud.deployment_check import DeploymentCheck
 from iotdr.cloud.errors import DeploymentError
-from iotdr.cloud.jitr import register_pending
+from iotdr.cloud.jitr_pending import register_pending
 from iotdr.cloud.registry_apply import CertificateMode
 from iotdr.cloud.replay import replay_failed_events
 from iotdr.cloud.stacks import stack_outputs

@@ -17,7 +17,7 @@ This handler makes it usable for the device's next attempt:
   back after a failover. If that thing is not here (yet), nothing is
   activated and `JitrError` is raised: Lambda retries the asynchronous
   invocation, and the thing usually arrives in the meantime; if not,
-  `register_pending` (`iotdr cloud jitr-pending`) finishes the job later;
+  `iotdr cloud jitr-pending` (jitr_pending.py) finishes the job later;
 - the policy and the thing are attached before the activation, so the
   device's next connection finds everything in place.
 
@@ -74,29 +74,3 @@ def register_just_in_time(
     if status != "ACTIVE":
         iot.update_certificate(certificateId=certificate_id, newStatus="ACTIVE")
     return thing_name
-
-
-def register_pending(
-    iot: IoTClient, *, policy_name: str, ca_certificate_id: str
-) -> tuple[list[str], dict[str, str]]:
-    """Runs the registration again for every certificate of the CA still
-    PENDING_ACTIVATION (its event came and went while its thing was
-    missing); returns (things registered, certificate id -> why not)."""
-    done: list[str] = []
-    left: dict[str, str] = {}
-    pages = iot.get_paginator("list_certificates_by_ca").paginate(caCertificateId=ca_certificate_id)
-    for page in pages:
-        for certificate in page.get("certificates", []):
-            if certificate.get("status") != "PENDING_ACTIVATION":
-                continue
-            certificate_id = certificate["certificateId"]
-            event = {"certificateId": certificate_id, "caCertificateId": ca_certificate_id}
-            try:
-                done.append(
-                    register_just_in_time(
-                        iot, event, policy_name=policy_name, expected_ca_id=ca_certificate_id
-                    )
-                )
-            except CloudError as exc:
-                left[certificate_id] = str(exc)
-    return done, left
