@@ -52,10 +52,10 @@ from iotdr.agent.core.events import (
     TimerName,
 )
 from iotdr.agent.core.failures import classify_loss
-from iotdr.agent.core.machine import Machine, Snapshot
-from iotdr.agent.core.settings import ConfigError, Settings
+from iotdr.agent.core.machine import Machine, Snapshot, State
 from iotdr.agent.dns_lookup import lookup, make_resolver
-from iotdr.agent.notify import notify
+from iotdr.agent.file_modes import check_tls_files
+from iotdr.agent.notify import notify, reloading, watchdog_interval
 from iotdr.agent.status import status_document
 
 if TYPE_CHECKING:
@@ -71,14 +71,6 @@ _LEVELS = {
     Level.WARNING: logging.WARNING,
     Level.ERROR: logging.ERROR,
 }
-
-
-def check_files(settings: Settings, source: str) -> None:
-    """The certificate files must be readable before we rely on them."""
-    for key in ("ca_file", "cert_file", "key_file"):
-        path = getattr(settings.tls, key)
-        if not os.access(path, os.R_OK):
-            raise ConfigError(source, f"tls.{key}", f"cannot read {path}")
 
 
 class EndpointFilter(logging.Filter):
@@ -111,6 +103,10 @@ class Daemon:
         self._listeners: list[tuple[str, MessageListener]] = []
         self._topic_matches: Callable[[str, str], bool] = lambda _filter, _topic: False
         self._started_epoch = time.time()
+        self._watchdog: asyncio.TimerHandle | None = None
+        # Set while the core handles an event: left set only if an exception
+        # escaped the core, which then is broken and the watchdog stops.
+        self._in_core = False
 
     # ------------------------------------------------------------- run
 
@@ -121,10 +117,13 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
-        notify("READY=1", f"STATUS={self._state_line()}")
+        notify("READY=1", f"STATUS={self._state_line()}", f"MAINPID={os.getpid()}")
+        self._serve_watchdog()
         await self._stop.wait()
         log.info("stopping")
         notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         await self.stop()
@@ -137,7 +136,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._loop = loop
         settings = self._settings
-        check_files(settings, ", ".join(str(f) for f in self._loaded.files))
+        check_tls_files(settings, ", ".join(str(f) for f in self._loaded.files))
 
         transport = Transport()
         self._transport = transport
@@ -223,10 +222,12 @@ class Daemon:
         self._loop.call_soon_threadsafe(self._dispatch, event)
 
     def _dispatch(self, event: Event) -> None:
+        self._in_core = True
         before = self._machine.snapshot()
         for command in self._machine.handle(event):
             self._execute(command)
         after = self._machine.snapshot()
+        self._in_core = False
         if (before.state, before.endpoint) != (after.state, after.endpoint):
             self._on_state_change(after)
 
@@ -263,6 +264,31 @@ class Daemon:
                 now=time.monotonic(), attempt=attempt, failure=classify_loss(name), detail=name
             )
         )
+
+    # ----------------------------------------------------- watchdog
+
+    def _serve_watchdog(self) -> None:
+        """WATCHDOG=1 every half `WatchdogSec=`, from the event loop itself,
+        so a wedged loop (or a process frozen by SIGSTOP) stops the pings
+        and systemd restarts the agent."""
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        log.debug("watchdog: pinging every %.1f s", interval)
+
+        def ping() -> None:
+            if not self._core_alive():
+                log.error("the decision core failed; no more watchdog pings")
+                self._watchdog = None
+                return
+            notify("WATCHDOG=1")
+            self._watchdog = self._loop.call_later(interval, ping)
+
+        ping()
+
+    def _core_alive(self) -> bool:
+        """No event escaped the core half handled, and it has not stopped."""
+        return not self._in_core and self._machine.snapshot().state is not State.STOPPED
 
     def _state_line(self) -> str:
         snapshot = self._machine.snapshot()
@@ -367,9 +393,16 @@ class Daemon:
 
     def _reload(self) -> None:
         log.info("SIGHUP: reloading configuration")
+        reloading()
+        try:
+            self._apply_reload()
+        finally:
+            notify("READY=1", f"STATUS={self._state_line()}")
+
+    def _apply_reload(self) -> None:
         try:
             loaded = load_for(self._config, self._root)
-            check_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
+            check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
             ssl_context = probes.tls_context(loaded.settings)
             crt_tls = self._transport.tls_context(loaded.settings.tls)
         except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
