@@ -36,6 +36,12 @@ def check_tls_files(settings: Settings, source: str) -> None:
         path = getattr(settings.tls, key)
         try:
             st = os.stat(path)
+        except PermissionError:
+            raise ConfigError(
+                source,
+                f"tls.{key}",
+                f"user {_user()} cannot reach {path}: a directory on the way is closed to it",
+            ) from None
         except OSError as exc:
             raise ConfigError(source, f"tls.{key}", f"{path}: {exc.strerror}") from None
         if not stat.S_ISREG(st.st_mode):

@@ -6,15 +6,21 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
-from iotdr.agent.config_files import load_for
+from iotdr.agent.config_files import LoadedConfig, load_for
 from iotdr.agent.control import query_status
 from iotdr.agent.core.settings import ConfigError
 from iotdr.agent.daemon import Daemon, EndpointFilter
+from iotdr.agent.file_modes import check_tls_files
+from iotdr.agent.journal import JournalHandler, stderr_is_journal
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(region)s %(endpoint)s] %(message)s"
+# journald stamps time, priority and the region/endpoint fields itself.
+JOURNAL_FORMAT = "%(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,19 +31,27 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run the failover agent in the foreground"),
         ("check-config", "validate the layered configuration and print the merged result"),
         ("status", "ask the running agent for its status"),
+        ("reload", "validate the configuration, then ask the agent (--pid) to reload it"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", type=Path, help="configuration file (the last layer)")
         if name == "status":
             cmd.add_argument("--json", action="store_true", help="print the status as JSON")
+        if name == "reload":
+            cmd.add_argument("--pid", type=int, required=True, help="the agent's process id")
     return parser
 
 
 def _setup_logging(level: str) -> EndpointFilter:
     endpoint_filter = EndpointFilter()
-    handler = logging.StreamHandler()
+    handler: logging.Handler
+    if stderr_is_journal():
+        handler = JournalHandler()
+        handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(endpoint_filter)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     return endpoint_filter
 
@@ -59,13 +73,37 @@ def _print_status(status: dict[str, object]) -> None:
         print(f"{key:>16}: {status.get(key)}")
 
 
+def _error(line: str) -> None:
+    """One line on stderr; an error to journald when stderr is the journal."""
+    print(f"<3>{line}" if stderr_is_journal() else line, file=sys.stderr)
+
+
+def _reload(loaded: LoadedConfig, pid: int) -> int:
+    """systemd's ExecReload: the agent would refuse a broken configuration
+    anyway; checking it here first makes `systemctl reload` fail and say why."""
+    try:
+        check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
+    except ConfigError as exc:
+        _error(f"iotdr-agent: configuration NOT changed: {exc}")
+        return 2
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        _error(f"iotdr-agent: cannot signal process {pid}: {exc.strerror}")
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         loaded = load_for(args.config, args.root)
     except ConfigError as exc:
-        print(f"iotdr-agent: configuration error: {exc}", file=sys.stderr)
+        what = "configuration NOT changed" if args.command == "reload" else "configuration error"
+        _error(f"iotdr-agent: {what}: {exc}")
         return 2
+    if args.command == "reload":
+        return _reload(loaded, args.pid)
     if args.command == "check-config":
         print(json.dumps(loaded.merged, indent=2, sort_keys=True))
         print(f"# valid; layers: {', '.join(str(f) for f in loaded.files)}", file=sys.stderr)
