@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SRC := agent testbed cli cloud simulator tests bench
 
-.PHONY: setup demo test lint typecheck unit integration bench clean
+.PHONY: setup demo test lint typecheck unit integration bench clean deb systemd-root package-test
 
 setup:
 	./scripts/install-deps
@@ -32,8 +32,20 @@ integration: setup
 test: lint typecheck
 	$(PY) -m pytest -q
 
+# The Debian package: dist/iotdr-agent_VERSION_ARCH.deb (scripts/build-deb).
+deb: setup
+	./scripts/build-deb
+
+# A minimal Debian with systemd for the package test, made once (debootstrap).
+systemd-root:
+	./scripts/systemd-root build/systemd-root
+
+# The .deb under a real systemd (nspawn) against a testbed; also in `make test`.
+package-test: setup
+	$(PY) -m pytest -q tests/package
+
 bench: setup
 	$(PY) bench/failover.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
