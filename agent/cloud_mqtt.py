@@ -23,13 +23,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from awscrt import io, mqtt5
+from awscrt import http, io, mqtt5
 from awscrt.exceptions import AwsCrtError
+from awsiot import mqtt5_client_builder
 
 from iotdr.agent.core.endpoints import Endpoint
 from iotdr.agent.core.events import ConnectFailed, ConnectionLost, ConnectSucceeded, Event
 from iotdr.agent.core.failures import classify_connect_error, classify_loss
-from iotdr.agent.core.settings import ConnectionSettings, Settings, TlsSettings
+from iotdr.agent.core.settings import ConnectionSettings, HttpProxy, Settings, TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ MessageHandler = Callable[[str, bytes], None]
 
 # Effectively "never": the core, not the CRT, decides when to reconnect.
 _CRT_RECONNECT_DELAY_MS = 3_600_000
+# AWS IoT on port 443 takes MQTT only with this ALPN protocol ("Protocols,
+# port mappings, and authentication" in the AWS IoT developer guide).
+AWS_IOT_MQTT_ALPN = "x-amzn-mqtt-ca"
 
 
 def error_name(exc: BaseException | None) -> str:
@@ -57,13 +61,12 @@ class Transport:
         self.bootstrap = io.ClientBootstrap(self.event_loop_group, self.resolver)
 
     @staticmethod
-    def tls_context(tls: TlsSettings, *, alpn: bool = False) -> io.ClientTlsContext:
+    def tls_context(tls: TlsSettings) -> io.ClientTlsContext:
+        """Loads the files as the CRT will; raises if it rejects them."""
         options = io.TlsContextOptions.create_client_with_mtls_from_path(
             tls.cert_file, tls.key_file
         )
         options.override_default_trust_store_from_path(None, tls.ca_file)
-        if alpn:
-            options.alpn_list = ["x-amzn-mqtt-ca"]
         return io.ClientTlsContext(options)
 
     @staticmethod
@@ -76,20 +79,31 @@ class Transport:
         options.keep_alive_max_probes = connection.tcp_keepalive_probes
         return options
 
-    def client_options(
+    @staticmethod
+    def proxy_options(proxy: HttpProxy | None) -> http.HttpProxyOptions | None:
+        if proxy is None:
+            return None
+        return http.HttpProxyOptions(
+            proxy.host, proxy.port, connection_type=http.HttpProxyConnectionType.Tunneling
+        )
+
+    def new_client(
         self,
         settings: Settings,
-        tls_ctx: io.ClientTlsContext,
         endpoint: Endpoint,
         client_id: str,
-    ) -> mqtt5.ClientOptions:
+        configure: Callable[[mqtt5.ClientOptions], None],
+    ) -> mqtt5.Client:
+        """A stopped MQTT5 client for `endpoint`, made by awsiotsdk's builder,
+        which sets what AWS IoT needs (ALPN on port 443, its flow control
+        limits) and tunnels through `connection.http_proxy`. `configure`
+        adds the callbacks."""
         connection = settings.connection
-        return mqtt5.ClientOptions(
+        options = mqtt5.ClientOptions(
             host_name=endpoint.host,
             port=endpoint.port,
             bootstrap=self.bootstrap,
             socket_options=self.socket_options(connection),
-            tls_ctx=tls_ctx,
             connect_options=mqtt5.ConnectPacket(
                 client_id=client_id, keep_alive_interval_sec=connection.keepalive_s
             ),
@@ -102,6 +116,18 @@ class Transport:
             # The CRT takes whole seconds here.
             ack_timeout_sec=max(1, round(connection.ack_timeout_s)),
         )
+        configure(options)
+        client: mqtt5.Client = mqtt5_client_builder.mtls_from_path(
+            cert_filepath=settings.tls.cert_file,
+            pri_key_filepath=settings.tls.key_file,
+            ca_filepath=settings.tls.ca_file,
+            endpoint=endpoint.host,
+            client_options=options,
+            http_proxy_options=self.proxy_options(connection.http_proxy),
+            # The SDK would put its name and version in the CONNECT username.
+            enable_metrics_collection=False,
+        )
+        return client
 
 
 @dataclass(slots=True)
@@ -121,14 +147,12 @@ class CloudConnection:
         settings: Settings,
         transport: Transport,
         *,
-        tls_ctx: io.ClientTlsContext,
         post: Post,
         clock: Clock,
         on_message: MessageHandler | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
-        self._tls_ctx = tls_ctx
         self._post = post
         self._clock = clock
         self._on_message = on_message
@@ -136,10 +160,9 @@ class CloudConnection:
         self._session: _Session | None = None
         self._stopping: list[mqtt5.Client] = []
 
-    def reconfigure(self, settings: Settings, tls_ctx: io.ClientTlsContext) -> None:
+    def reconfigure(self, settings: Settings) -> None:
         """New settings apply from the next connection (the core reconnects
         when the identity changed)."""
-        self._tls_ctx = tls_ctx
         self._settings = settings
 
     # -- commands -------------------------------------------------------
@@ -147,19 +170,25 @@ class CloudConnection:
     def connect(self, attempt: int, endpoint: Endpoint) -> None:
         self._close_current()
         session = _Session(attempt=attempt, endpoint=endpoint)
-        options = self._transport.client_options(
-            self._settings, self._tls_ctx, endpoint, self._settings.client_id
-        )
-        options.on_lifecycle_event_connection_success_fn = lambda _data: self._succeeded(session)
-        options.on_lifecycle_event_connection_failure_fn = lambda data: self._failed(
-            session, data.exception
-        )
-        options.on_lifecycle_event_disconnection_fn = lambda data: self._lost(
-            session, data.exception
-        )
-        options.on_lifecycle_event_stopped_fn = lambda _data: self._stopped(session)
-        options.on_publish_callback_fn = self._received
-        session.client = mqtt5.Client(options)
+
+        def configure(options: mqtt5.ClientOptions) -> None:
+            options.on_lifecycle_event_connection_success_fn = lambda _d: self._succeeded(session)
+            options.on_lifecycle_event_connection_failure_fn = lambda data: self._failed(
+                session, data.exception
+            )
+            options.on_lifecycle_event_disconnection_fn = lambda data: self._lost(
+                session, data.exception
+            )
+            options.on_lifecycle_event_stopped_fn = lambda _data: self._stopped(session)
+            options.on_publish_callback_fn = self._received
+
+        try:
+            session.client = self._transport.new_client(
+                self._settings, endpoint, self._settings.client_id, configure
+            )
+        except AwsCrtError as exc:  # e.g. a key file replaced by a broken one since start
+            self._failed(session, exc)
+            return
         with self._lock:
             self._session = session
         log.debug("attempt %d: connecting to %s", attempt, endpoint)

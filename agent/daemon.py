@@ -140,7 +140,7 @@ class Daemon:
 
         transport = Transport()
         self._transport = transport
-        self._crt_tls = transport.tls_context(settings.tls)
+        transport.tls_context(settings.tls)  # the CRT takes the files, or we stop here
         self._bridge: Bridge | None = None
         if settings.bridge.enabled or embedded:
             # Imported here: paho-mqtt and SQLite cost a device without a
@@ -157,7 +157,6 @@ class Daemon:
         self._cloud = CloudConnection(
             settings,
             transport,
-            tls_ctx=self._crt_tls,
             post=self._post_threadsafe,
             clock=time.monotonic,
             on_message=self._cloud_message,
@@ -348,7 +347,6 @@ class Daemon:
                 settings=self._settings,
                 transport=self._transport,
                 context=self._ssl,
-                crt_tls=self._crt_tls,
             )
         except probes.ProbeFailedError as exc:
             log.debug("probe %s: %s %s", command.endpoint, exc.kind.value, exc.detail)
@@ -404,16 +402,15 @@ class Daemon:
             loaded = load_for(self._config, self._root)
             check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
             ssl_context = probes.tls_context(loaded.settings)
-            crt_tls = self._transport.tls_context(loaded.settings.tls)
+            self._transport.tls_context(loaded.settings.tls)
         except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
             log.error("configuration NOT changed: %s", exc)
             return
         for key in ("control_socket", "bridge"):
             if getattr(loaded.settings, key) != getattr(self._settings, key):
                 log.warning("%s changes take effect after a restart", key)
-        self._cloud.reconfigure(loaded.settings, crt_tls)
+        self._cloud.reconfigure(loaded.settings)
         self._loaded, self._settings, self._ssl = loaded, loaded.settings, ssl_context
-        self._crt_tls = crt_tls
         self._resolver = make_resolver(loaded.settings.dns)
         self._dispatch(ConfigChanged(now=self._loop.time(), settings=loaded.settings))
 

@@ -5,6 +5,9 @@ the server name. mqtt: plus an MQTT CONNECT accepted (a CRT client under a
 probe client id, so the live session elsewhere is not disturbed; it counts
 against the CONNECT rate limit of that id, which a probe interval of a
 second or more respects).
+
+Probes take the path the connection takes: through `connection.http_proxy`
+(HTTP CONNECT) when one is set, and with AWS IoT's ALPN on port 443.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import asyncio
 import contextlib
 import ssl
 
-from awscrt import io, mqtt5
+from awscrt import mqtt5
 
-from iotdr.agent.cloud_mqtt import Transport, error_name
+from iotdr.agent.cloud_mqtt import AWS_IOT_MQTT_ALPN, Transport, error_name
 from iotdr.agent.core.endpoints import Endpoint
 from iotdr.agent.core.failures import FailureKind, classify_connect_error
-from iotdr.agent.core.settings import ProbeDepth, Settings
+from iotdr.agent.core.settings import HttpProxy, ProbeDepth, Settings
 
 
 class ProbeFailedError(Exception):
@@ -28,20 +31,56 @@ class ProbeFailedError(Exception):
         self.detail = detail
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.tls.ca_file)
-    context.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
-    return context
+class TlsContexts:
+    """The probes' TLS contexts: one plain, one with AWS IoT's ALPN for 443."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._plain = self._make(settings, alpn=False)
+        self._alpn = self._make(settings, alpn=True)
+
+    @staticmethod
+    def _make(settings: Settings, *, alpn: bool) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=settings.tls.ca_file)
+        context.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
+        if alpn:
+            context.set_alpn_protocols([AWS_IOT_MQTT_ALPN])
+        return context
+
+    def for_port(self, port: int) -> ssl.SSLContext:
+        return self._alpn if port == 443 else self._plain
 
 
-async def _tcp_or_tls(endpoint: Endpoint, context: ssl.SSLContext | None) -> None:
+def tls_context(settings: Settings) -> TlsContexts:
+    return TlsContexts(settings)
+
+
+async def _open(
+    endpoint: Endpoint, proxy: HttpProxy | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP stream to the endpoint, tunnelled through the proxy if any."""
+    if proxy is None:
+        return await asyncio.open_connection(endpoint.host, endpoint.port)
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    target = f"{endpoint.host}:{endpoint.port}"
+    writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    status = await reader.readline()
+    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+        pass  # the rest of the proxy's answer
+    parts = status.split()
+    if len(parts) < 2 or parts[1] != b"200":
+        writer.close()
+        answer = status.decode(errors="replace").strip() or "no answer"
+        raise ProbeFailedError(FailureKind.REFUSED, f"proxy {proxy}: {answer}")
+    return reader, writer
+
+
+async def _tcp_or_tls(
+    endpoint: Endpoint, context: ssl.SSLContext | None, proxy: HttpProxy | None
+) -> None:
     try:
-        _, writer = await asyncio.open_connection(
-            endpoint.host,
-            endpoint.port,
-            ssl=context,
-            server_hostname=endpoint.host if context else None,
-        )
+        _, writer = await _open(endpoint, proxy)
+        if context is not None:
+            await writer.start_tls(context, server_hostname=endpoint.host)
     except ConnectionRefusedError as exc:
         raise ProbeFailedError(FailureKind.REFUSED, str(exc)) from None
     except ssl.SSLError as exc:
@@ -53,9 +92,7 @@ async def _tcp_or_tls(endpoint: Endpoint, context: ssl.SSLContext | None) -> Non
         await writer.wait_closed()
 
 
-async def _mqtt(
-    endpoint: Endpoint, settings: Settings, transport: Transport, crt_tls: io.ClientTlsContext
-) -> None:
+async def _mqtt(endpoint: Endpoint, settings: Settings, transport: Transport) -> None:
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future[str | None] = loop.create_future()
 
@@ -66,10 +103,11 @@ async def _mqtt(
 
         loop.call_soon_threadsafe(resolve)
 
-    options = transport.client_options(settings, crt_tls, endpoint, f"{settings.client_id}-probe")
-    options.on_lifecycle_event_connection_success_fn = lambda _d: settle(None)
-    options.on_lifecycle_event_connection_failure_fn = lambda d: settle(error_name(d.exception))
-    client = mqtt5.Client(options)
+    def configure(options: mqtt5.ClientOptions) -> None:
+        options.on_lifecycle_event_connection_success_fn = lambda _d: settle(None)
+        options.on_lifecycle_event_connection_failure_fn = lambda d: settle(error_name(d.exception))
+
+    client = transport.new_client(settings, endpoint, f"{settings.client_id}-probe", configure)
     client.start()
     try:
         failure = await outcome
@@ -85,18 +123,18 @@ async def probe(
     *,
     settings: Settings,
     transport: Transport,
-    context: ssl.SSLContext,
-    crt_tls: io.ClientTlsContext,
+    context: TlsContexts,
 ) -> None:
     """Return if healthy; raise ProbeFailedError saying why not."""
     timeout = settings.failback.probe_timeout_s
     try:
         async with asyncio.timeout(timeout):
+            proxy = settings.connection.http_proxy
             if depth is ProbeDepth.TCP:
-                await _tcp_or_tls(endpoint, None)
+                await _tcp_or_tls(endpoint, None, proxy)
             elif depth is ProbeDepth.TLS:
-                await _tcp_or_tls(endpoint, context)
+                await _tcp_or_tls(endpoint, context.for_port(endpoint.port), proxy)
             else:
-                await _mqtt(endpoint, settings, transport, crt_tls)
+                await _mqtt(endpoint, settings, transport)
     except TimeoutError:
         raise ProbeFailedError(FailureKind.TIMEOUT, f"no answer in {timeout} s") from None

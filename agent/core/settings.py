@@ -78,7 +78,34 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpProxy:
+    """An HTTP proxy the cloud connection tunnels through (CONNECT)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def parse_http_proxy(url: str) -> HttpProxy:
+    """`http://host:port` (a trailing slash allowed); ValueError says why not."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() != "http":
+        raise ValueError(f"must look like http://host:port, got {url!r}")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or "/" in host or "@" in host or not port.isdigit():
+        raise ValueError(f"must look like http://host:port, got {url!r}")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port must be between 1 and 65535, got {url!r}")
+    return HttpProxy(host=host, port=int(port))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionSettings:
+    # Corporate networks: tunnel MQTT through this proxy (HTTP CONNECT).
+    http_proxy: HttpProxy | None = None
     keepalive_s: int = AWS_MIN_KEEPALIVE_S
     ping_timeout_s: float = 3.0
     connect_timeout_s: float = 3.0
@@ -296,7 +323,13 @@ def _dns(reader: _Reader) -> DnsSettings:
 
 def _connection(reader: _Reader) -> ConnectionSettings:
     d = ConnectionSettings()
+    proxy = reader.optional_string("http_proxy")
+    try:
+        http_proxy = parse_http_proxy(proxy) if proxy is not None else None
+    except ValueError as exc:
+        raise reader.error("http_proxy", str(exc)) from None
     return ConnectionSettings(
+        http_proxy=http_proxy,
         keepalive_s=reader.integer(
             "keepalive_s", d.keepalive_s, minimum=1, maximum=AWS_MAX_KEEPALIVE_S
         ),
