@@ -17,6 +17,7 @@ from iotdr.agent.core.settings import ConfigError
 from iotdr.agent.daemon import Daemon, EndpointFilter
 from iotdr.agent.file_modes import check_tls_files
 from iotdr.agent.journal import JournalHandler, stderr_is_journal
+from iotdr.agent.metrics import render, write_atomically
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(region)s %(endpoint)s] %(message)s"
 # journald stamps time, priority and the region/endpoint fields itself.
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         ("check-config", "validate the layered configuration and print the merged result"),
         ("status", "ask the running agent for its status"),
         ("reload", "validate the configuration, then ask the agent (--pid) to reload it"),
+        ("metrics", "print (or --output) the agent's status as Prometheus text"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", type=Path, help="configuration file (the last layer)")
@@ -39,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true", help="print the status as JSON")
         if name == "reload":
             cmd.add_argument("--pid", type=int, required=True, help="the agent's process id")
+        if name == "metrics":
+            cmd.add_argument(
+                "--output", type=Path, help="write here atomically (node_exporter's textfile)"
+            )
     return parser
 
 
@@ -94,6 +100,23 @@ def _reload(loaded: LoadedConfig, pid: int) -> int:
     return 0
 
 
+def _metrics(loaded: LoadedConfig, output: Path | None) -> int:
+    try:
+        status: dict[str, object] | None = query_status(loaded.settings.control_socket)
+    except OSError:
+        status = None  # written as iotdr_agent_up 0, for alerting
+    text = render(status)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_atomically(output, text)
+        except OSError as exc:
+            _error(f"iotdr-agent: cannot write {output}: {exc.strerror}")
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -108,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(loaded.merged, indent=2, sort_keys=True))
         print(f"# valid; layers: {', '.join(str(f) for f in loaded.files)}", file=sys.stderr)
         return 0
+    if args.command == "metrics":
+        return _metrics(loaded, args.output)
     if args.command == "status":
         try:
             status = query_status(loaded.settings.control_socket)

@@ -127,6 +127,13 @@ def test_install_run_reload_watchdog_remove_purge(container: Container) -> None:
     main_pid = started["MainPID"]
     _connected_to(box, "region-a")
 
+    # Metrics for node_exporter, written by the package's sandboxed oneshot.
+    box.run(["mkdir", "-p", "/var/lib/prometheus/node-exporter"])
+    box.run(["systemctl", "start", "iotdr-agent-metrics.service"])
+    metrics = box.run(["cat", "/var/lib/prometheus/node-exporter/iotdr.prom"]).stdout
+    assert "iotdr_agent_up 1" in metrics and "iotdr_agent_connected 1" in metrics
+    box.run(["systemctl", "enable", "--now", "iotdr-agent-metrics.timer"])
+
     # Reload, good: applied in place, same process, still connected.
     config["failback"] = {"stability_window_s": 42}
     box.write("/etc/iotdr/agent.yaml", yaml.safe_dump(config).encode(), 0o640, "iotdr")
@@ -181,7 +188,13 @@ def test_install_run_reload_watchdog_remove_purge(container: Container) -> None:
     wants = "/etc/systemd/system/multi-user.target.wants/iotdr-agent.service"
     assert box.run(["test", "-L", wants], check=False).returncode != 0
     box.run(["sh", "-ec", "DEBIAN_FRONTEND=noninteractive apt-get purge -y iotdr-agent"])
-    for path in ("/etc/iotdr", "/var/lib/iotdr", "/lib/systemd/system/iotdr-agent.service"):
+    for path in (
+        "/etc/iotdr",
+        "/var/lib/iotdr",
+        "/lib/systemd/system/iotdr-agent.service",
+        "/var/lib/prometheus/node-exporter/iotdr.prom",
+        "/etc/systemd/system/timers.target.wants/iotdr-agent-metrics.timer",
+    ):
         assert box.run(["test", "-e", path], check=False).returncode != 0, path
     assert box.run(["dpkg-query", "-W", "iotdr-agent"], check=False).returncode != 0
 
