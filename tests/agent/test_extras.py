@@ -11,7 +11,9 @@ import pytest
 
 # Modules a plain install lacks, hidden the way a missing package is.
 _HIDE = (
-    "import sys\nfor m in ('boto3', 'botocore', 'cryptography', 'systemd'): sys.modules[m] = None\n"
+    "import sys\n"
+    "for m in ('boto3', 'botocore', 'cryptography', 'systemd', 'matplotlib', 'rich'):\n"
+    "    sys.modules[m] = None\n"
 )
 
 
@@ -42,6 +44,7 @@ def test_the_agent_imports_no_extra() -> None:
         (["cloud", "sync", "region-to-region"], "cloud"),
         (["testbed", "up"], "testbed"),
         (["demo"], "testbed"),
+        (["simulate", "run", "x.yaml"], "simulator"),
     ],
 )
 def test_a_command_without_its_extra_says_what_to_install(argv: list[str], extra: str) -> None:
