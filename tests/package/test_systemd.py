@@ -82,6 +82,7 @@ def _agent_config(testbed_dir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.testbed
+@pytest.mark.timeout(1200)  # a first run debootstraps the root (75 s here, network bound)
 def test_install_run_reload_watchdog_remove_purge(container: Container) -> None:
     box = container
     testbed_dir = box.testbed_dir
