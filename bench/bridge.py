@@ -52,6 +52,18 @@ TICKS = os.sysconf("SC_CLK_TCK")
 AGENT_CORE = 0
 
 
+# The Python that runs the agent (--agent-python): by default this venv,
+# which holds the dev tools too; a regular install (the .deb's venv, or
+# `pip install iotdr` without extras) loads fewer packages into the agent.
+agent_python = sys.executable
+
+
+def _runner(tb: Testbed, overrides: dict[str, Any]) -> AgentRunner:
+    agent = AgentRunner(tb, overrides=overrides)
+    agent.python = agent_python
+    return agent
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -188,7 +200,7 @@ def throughput_agent(count: int, protocol: str, *, idle: bool = True) -> dict[st
         Testbed.up(Path(tmp) / "tb") as tb,
     ):
         local = {"bridge": {**BRIDGE["bridge"], "local_protocol": protocol}}
-        agent = AgentRunner(tb, overrides={**BRIDGE, **local})
+        agent = _runner(tb, {**BRIDGE, **local})
         agent.prefix = ["taskset", "-c", str(AGENT_CORE)]
         agent.start()
         agent.wait_connected("region-a")
@@ -227,7 +239,7 @@ def memory_without_bridge() -> dict[str, float]:
         tempfile.TemporaryDirectory(prefix="iotdr-bench-") as tmp,
         Testbed.up(Path(tmp) / "tb") as tb,
     ):
-        agent = AgentRunner(tb, overrides={"heartbeat": {"topic": None}}).start()
+        agent = _runner(tb, {"heartbeat": {"topic": None}}).start()
         agent.wait_connected("region-a")
         assert agent.process is not None
         time.sleep(10.0)
@@ -273,7 +285,7 @@ def zero_loss(count: int, rate: float) -> dict[str, int]:
         observers = {r: Observer(tb.info, r, ["dt/#"]).start() for r in ("primary", "secondary")}
         for observer in observers.values():
             assert observer.wait_connected(20.0)
-        agent = AgentRunner(tb, overrides=BRIDGE).start()
+        agent = _runner(tb, BRIDGE).start()
         agent.wait_connected("region-a")
         publisher = LocalPublisher(tb.info, max_inflight=1000).start()
         gate = threading.Event()
@@ -356,7 +368,15 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--zero-loss", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=2000.0, help="zero-loss publish rate")
+    parser.add_argument(
+        "--agent-python",
+        default=sys.executable,
+        help="run the agent with this Python (e.g. the .deb's build/deb/iotdr-agent"
+        "/usr/lib/iotdr/venv/bin/python: a regular install)",
+    )
     args = parser.parse_args()
+    global agent_python  # noqa: PLW0603 (one setting for the whole run)
+    agent_python = args.agent_python
     os.sched_setaffinity(0, {LOAD_CORE})  # everything but the agent on the other core
 
     if args.messages:

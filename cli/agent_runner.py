@@ -56,6 +56,7 @@ class AgentRunner:
         self.write_config(self.config)
         self._env = dict(env or {})
         self.prefix: list[str] = []  # e.g. ["taskset", "-c", "0"] to pin the agent
+        self.python = sys.executable  # another install's Python, e.g. the .deb's venv
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -68,7 +69,7 @@ class AgentRunner:
     def start(self) -> AgentRunner:
         argv = [
             *self.prefix,
-            sys.executable,
+            self.python,
             "-m",
             "iotdr.agent",
             "run",
