@@ -35,8 +35,9 @@ class TlsContexts:
     """The probes' TLS contexts: one plain, one with AWS IoT's ALPN for 443."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._plain = self._make(settings, alpn=False)
-        self._alpn = self._make(settings, alpn=True)
+        self._alpn: ssl.SSLContext | None = None  # made on first use: most sites use 8883
 
     @staticmethod
     def _make(settings: Settings, *, alpn: bool) -> ssl.SSLContext:
@@ -47,7 +48,11 @@ class TlsContexts:
         return context
 
     def for_port(self, port: int) -> ssl.SSLContext:
-        return self._alpn if port == 443 else self._plain
+        if port != 443:
+            return self._plain
+        if self._alpn is None:
+            self._alpn = self._make(self._settings, alpn=True)
+        return self._alpn
 
 
 def tls_context(settings: Settings) -> TlsContexts:
