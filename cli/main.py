@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # (which is what a gateway has): without it, the command is still listed
 # and says in one line what to install.
 _EXTRAS = {
-    "cloud": ("boto3", "botocore"),
+    "cloud": ("boto3", "botocore", "tenacity"),
     "testbed": ("cryptography",),
     "simulator": ("cryptography", "matplotlib", "rich"),
 }
