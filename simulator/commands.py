@@ -1,6 +1,7 @@
 """`iotdr simulate ...`: thin CLI over the simulator.
 
 iotdr simulate run SCENARIO --out DIR [--devices N] [--testbed DIR] [-q]
+iotdr simulate run SCENARIO --virtual --out DIR [--devices N] [--shards K] [-q]
 iotdr simulate certs N --dir D [--testbed DIR] [--client-id PATTERN]
 """
 
@@ -42,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--crt-threads", type=int, default=1, help="CRT event loop threads (default: 1)"
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    run.add_argument(
+        "--virtual", action="store_true", help="in virtual time, without a testbed (any size)"
+    )
+    run.add_argument("--shards", type=int, help="--virtual: processes (default: by fleet size)")
     run.set_defaults(func=run_outer)
 
     certs = commands.add_parser("certs", help="mint device certificates from a testbed's CA")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from iotdr.agent.core.settings import ConfigError
 from iotdr.simulator.scenario import Limits, Scenario, load_scenario
+from iotdr.simulator.virtual_command import run_virtual_command
 from iotdr.testbed.connect_limits import ConnectLimits
 from iotdr.testbed.errors import TestbedError
 from iotdr.testbed.pki import issue_client_certificates
@@ -115,6 +116,8 @@ def run_outer(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"iotdr simulate: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if getattr(args, "virtual", False):  # no testbed: the world model answers
+        return EXIT_PASS if run_virtual_command(args, scenario) else EXIT_FAIL
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.endpoints is not None:

@@ -1,0 +1,595 @@
+"""A fleet in virtual time: every device's own core, the world's answers.
+
+Theory of operation
+-------------------
+Each device is the agent's `Machine`, unchanged, with the scenario's
+settings (the daemon's defaults beneath) and its own seeded RNG. The
+`VirtualFleet` plays the part `driver.py` plays on real brokers: it feeds a
+device's core events stamped with virtual time and carries out the
+commands the core returns, asking the world model (`virtual_world`) what
+each command meets: a Connect reaches its region after the measured
+handshake time, meets the region's CONNECT quota there, and is answered;
+an armed timer fires; a Resolve goes through the fleet's shared cache.
+All pending work sits in one heap (`virtual_clock`); a run pops it in time
+order, so a run is a pure function of the scenario and its seed.
+
+Devices record what happened as `device.Device` does (each Connect's time;
+each connection's region, reason, start, end; failed attempts by kind), in
+the same `DeviceRecord`s, so `results.fleet_report` computes the report
+exactly as for a real run. Telemetry is not stepped message by message:
+what a device's messages did follows from its connections and the
+regions' blackholes, and is worked out per device at the end
+(`virtual_telemetry`), except that the first unacknowledged publish on a
+blackholed connection is fed to the core when it times out, as it is on
+real brokers. `tests/simulator/test_virtual.py` shows this gives the same
+report as stepping every message.
+
+The phases are those of the real run (`real_run.py`): a ramp-up at
+`fleet.connect_rate_per_s`, polled every 0.25 s until the fleet is
+connected; telemetry starts; `settle_s`; t=0 and the timeline; then
+`drain_s`. A fleet may be split into shards (`shard`, `shards`): shard k
+runs devices k, k+K, ... with 1/K of each region's account quota.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from iotdr.agent.core.commands import (
+    ArmTimer,
+    CancelTimer,
+    Connect,
+    Disconnect,
+    Probe,
+    Resolve,
+    Why,
+)
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.events import (
+    ConnectFailed,
+    ConnectionLost,
+    ConnectSucceeded,
+    DnsAnswered,
+    DnsFailed,
+    Event,
+    ProbeCompleted,
+    PublishFailed,
+    Started,
+    TimerFired,
+)
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.machine import Machine, State
+from iotdr.agent.core.settings import ProbeDepth, Settings, TlsSettings
+from iotdr.simulator.device import Connection, DeviceRecord
+from iotdr.simulator.scenario import Fault, Scenario, for_device
+from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, EventQueue
+from iotdr.simulator.virtual_rng import SplitMix64
+from iotdr.simulator.virtual_world import (
+    ACCEPTED,
+    DnsModel,
+    DnsResult,
+    Region,
+    WorldModel,
+)
+
+# Kinds of heap entries: (at, seq, kind, device, a, b).
+START, TIMER, ARRIVE, RESULT, LOST, PUBFAIL, DNS, PROBE, PROBE_ARRIVE, FAULT, POLL = range(11)
+
+FAILURES: tuple[FailureKind, ...] = tuple(FailureKind)
+FAILURE_CODE = {kind: i + 1 for i, kind in enumerate(FAILURES)}  # 0: success / healthy
+WHYS: tuple[Why, ...] = tuple(Why)
+WHY_INDEX = {why: i for i, why in enumerate(WHYS)}
+# What the CRT names each failure (the `detail` the real driver passes on).
+_DETAIL = {
+    FailureKind.REFUSED: "AWS_IO_SOCKET_CONNECTION_REFUSED",
+    FailureKind.TIMEOUT: "AWS_IO_SOCKET_TIMEOUT",
+    FailureKind.JITR_HANGUP: "AWS_ERROR_MQTT_UNEXPECTED_HANGUP",
+    FailureKind.CLOSED: "AWS_IO_SOCKET_CLOSED",
+    FailureKind.AUTH: "AWS_ERROR_MQTT5_CONNACK_CONNECTION_REFUSED",
+    FailureKind.RESOLVE: "AWS_IO_DNS_NO_ADDRESS_FOR_HOST",
+}
+POLL_S = 0.25  # the real run polls the ramp-up this often
+RAMP_GRACE_S = 30.0
+PLACEHOLDER_TLS = TlsSettings(ca_file="ca.pem", cert_file="device.pem", key_file="device.key")
+
+
+def device_seed(seed: int, index: int) -> int:
+    """Device `index`'s RNG seed: the same whatever the sharding."""
+    mixer = SplitMix64(seed * 0x100000001B3 + index)
+    return mixer.next64()
+
+
+@dataclass(frozen=True, slots=True)
+class Regions:
+    """The two regions' names and endpoint hosts, and the initial DNS."""
+
+    primary: str
+    secondary: str
+    primary_host: str
+    secondary_host: str
+    txt: str
+
+    def role_to_region(self) -> dict[str, str]:
+        return {"primary": self.primary, "secondary": self.secondary}
+
+
+class VirtualFleet:
+    def __init__(
+        self,
+        scenario: Scenario,
+        settings: Settings,
+        regions: Regions,
+        model: WorldModel,
+        *,
+        shard: int = 0,
+        shards: int = 1,
+        keep_events: bool = False,
+    ) -> None:
+        self.scenario = scenario
+        self.model = model
+        self.shard, self.shards = shard, shards
+        self.total = scenario.fleet.devices
+        self.indices = range(shard, self.total, shards)
+        n = len(self.indices)
+        self.queue = EventQueue()
+        self.timers = DeviceTimers(n)
+        self._rng = random.Random(scenario.seed * 1_000_003 + shard)
+        self._u = self._rng.random
+        client_ids = scenario.fleet.client_ids(self.total)
+        self.machines: list[Machine] = []
+        self.records: list[DeviceRecord] = []
+        for index in self.indices:
+            client_id = client_ids[index]
+            device_settings = for_device(settings, client_id, PLACEHOLDER_TLS)
+            rng = SplitMix64(device_seed(scenario.seed, index))
+            self.machines.append(Machine(device_settings, rng))
+            self.records.append(DeviceRecord(client_id=client_id))
+        del client_ids
+        self.current: list[Connection | None] = [None] * n
+        self.pending = array("q", [0]) * n  # the attempt in flight
+        self.pending_region = array("b", [0]) * n
+        self.pending_why = array("b", [0]) * n
+        self.conn_region = array("b", [-1]) * n
+        self.phase = array("d", [0.0]) * n
+        self.connected = 0
+        limits = scenario.limits
+        rate = None if limits is None else limits.account_connects_per_s
+        share = None if rate is None else rate / shards
+        interval = 1.0 if limits is None else limits.client_connect_interval_s
+        self.refuse_kind = (
+            FailureKind.AUTH
+            if limits is not None and limits.refuse == "not-authorized"
+            else FailureKind.JITR_HANGUP
+        )
+        self.regions = [
+            Region(regions.primary, regions.primary_host, share, interval, limits is not None),
+            Region(regions.secondary, regions.secondary_host, share, interval, limits is not None),
+        ]
+        for region in self.regions:
+            region.restart(0.0)
+        self.role_to_region = regions.role_to_region()
+        self.dns = DnsModel(regions.primary_host, regions.txt, model.cname_ttl_s, model)
+        self._dns_results: list[DnsResult] = []
+        self._endpoints: list[Endpoint] = []
+        self._endpoint_index: dict[Endpoint, int] = {}
+        self._endpoint_region: list[int] = []
+        self.t_telemetry: float | None = None
+        self.t0: float | None = None
+        self.t_stop = math.inf
+        self.applied: list[tuple[float, Fault]] = []
+        self.blackholes: list[list[tuple[float, float]]] = [[], []]
+        self.events = 0
+        # Every event each core was fed, for tests that replay them.
+        self.event_log: list[list[Event]] | None = [[] for _ in range(n)] if keep_events else None
+        self._handshakes_free_at = 0.0
+        connection = settings.connection
+        self._connect_timeout_s = connection.connect_timeout_s
+        self._connack_timeout_s = connection.connack_timeout_s
+        self._ack_timeout_s = connection.ack_timeout_s
+        self._keepalive_s = float(connection.keepalive_s)
+        self._ping_timeout_s = connection.ping_timeout_s
+        self._probe_timeout_s = settings.failback.probe_timeout_s
+
+    # ------------------------------------------------------------ phases
+
+    def ramp_up(self, on_progress: Callable[[], None] | None = None) -> float:
+        """Starts every device at the fleet's connect rate; returns the
+        first poll at which all of this shard's devices are connected."""
+        rate = self.scenario.fleet.connect_rate_per_s
+        push = self.queue.push
+        for local, index in enumerate(self.indices):
+            push(index / rate, START, local)
+        deadline = self.total / rate + RAMP_GRACE_S
+        t = 0.0
+        while True:
+            self.run_until(t, on_progress)
+            if self.connected == len(self.indices) or t >= deadline:
+                return t
+            t += POLL_S
+
+    def start_timeline(self, t_telemetry: float) -> None:
+        """Telemetry from `t_telemetry` (each device at its own phase), t=0
+        after `settle_s`, the faults at their times, the end after drain."""
+        scenario = self.scenario
+        interval = scenario.fleet.publish_interval_s
+        self.run_until(t_telemetry)
+        self.t_telemetry = t_telemetry
+        for local in range(len(self.indices)):
+            self.phase[local] = self._rng.uniform(0, interval)
+        t0 = self.t0 = t_telemetry + scenario.fleet.settle_s
+        self.t_stop = t0 + scenario.duration_s
+        for i, fault in enumerate(scenario.timeline):
+            self.queue.push(t0 + fault.at_s, FAULT, -1, i)
+
+    def finish(self, on_progress: Callable[[], None] | None = None) -> None:
+        assert self.t0 is not None
+        self.run_until(self.t0 + self.scenario.duration_s + self.scenario.drain_s, on_progress)
+
+    # --------------------------------------------------------- the loop
+
+    def run_until(self, end: float, on_progress: Callable[[], None] | None = None) -> None:
+        queue = self.queue
+        heap = queue._heap
+        pop = queue.pop
+        handlers = self._handlers
+        steps = 0
+        while heap and heap[0][0] <= end:
+            at, seq, kind, device, a, b = pop()
+            handlers[kind](self, at, seq, device, a, b)
+            steps += 1
+            if on_progress is not None and steps % 200_000 == 0:
+                on_progress()
+        queue.now = max(queue.now, end)
+
+    def _feed(self, device: int, event: Event) -> None:
+        self.events += 1
+        if self.event_log is not None:
+            self.event_log[device].append(event)
+        for command in self.machines[device].handle(event):
+            kind = type(command)
+            if kind is ArmTimer:
+                assert isinstance(command, ArmTimer)
+                index = TIMER_INDEX[command.timer]
+                seq = self.queue.push(command.at, TIMER, device, index)
+                self.timers.arm(device, index, seq)
+            elif kind is CancelTimer:
+                assert isinstance(command, CancelTimer)
+                self.timers.cancel(device, TIMER_INDEX[command.timer])
+            elif kind is Connect:
+                assert isinstance(command, Connect)
+                self._connect(device, command, event.now)
+            elif kind is Disconnect:
+                assert isinstance(command, Disconnect)
+                if self.pending[device] == command.attempt:
+                    self.pending[device] = 0
+                self._end(device, command.attempt, event.now)
+            elif kind is Resolve:
+                done, result = self.dns.resolve(event.now)
+                self.queue.push(done, DNS, device, self._dns_index(result))
+            elif kind is Probe:
+                assert isinstance(command, Probe)
+                self._probe(device, command, event.now)
+            # Report: the log; PublishHeartbeat: the sim's devices have no
+            # heartbeat topic (telemetry carries the same signal).
+
+    def _dns_index(self, result: DnsResult) -> int:
+        results = self._dns_results
+        if not results or results[-1] is not result:
+            results.append(result)
+        return len(results) - 1
+
+    def _endpoint_id(self, endpoint: Endpoint) -> int:
+        index = self._endpoint_index.get(endpoint)
+        if index is None:
+            index = len(self._endpoints)
+            self._endpoints.append(endpoint)
+            self._endpoint_index[endpoint] = index
+            self._endpoint_region.append(
+                next((i for i, r in enumerate(self.regions) if r.host == endpoint.host), -1)
+            )
+        return index
+
+    # --------------------------------------------------------- connecting
+
+    def _connect(self, device: int, command: Connect, now: float) -> None:
+        self.records[device].attempts.append(now)
+        region_index = self._endpoint_region[self._endpoint_id(command.endpoint)]
+        attempt = command.attempt
+        self.pending[device] = attempt
+        self.pending_region[device] = region_index
+        self.pending_why[device] = WHY_INDEX[command.why]
+        push, model, u = self.queue.push, self.model, self._u
+        if region_index < 0:
+            push(
+                now + model.dns_query_s, RESULT, device, attempt, FAILURE_CODE[FailureKind.RESOLVE]
+            )
+            return
+        region = self.regions[region_index]
+        if region.killed:
+            code = FAILURE_CODE[FailureKind.REFUSED]
+            push(now + model.refused_s.sample(u()), RESULT, device, attempt, code)
+        elif region.blackholed:  # the SYN vanishes: the CRT's socket connect timeout
+            code = FAILURE_CODE[FailureKind.TIMEOUT]
+            push(now + self._connect_timeout_s, RESULT, device, attempt, code)
+        else:
+            push(self._handshake_done(now), ARRIVE, device, attempt, region_index)
+
+    def _handshake_done(self, now: float) -> float:
+        """When a handshake started now is through, queueing for the
+        testbed's handshake throughput (WorldModel.handshake_service_s)."""
+        service = self.model.handshake_service_s
+        if service > 0:
+            begin = max(now, self._handshakes_free_at)
+            self._handshakes_free_at = begin + service
+            now = self._handshakes_free_at
+        return now + self.model.handshake_s.sample(self._u())
+
+    def _arrive(self, at: float, _seq: int, device: int, attempt: int, region_index: int) -> None:
+        """The device's CONNECT reaches the region (after TCP and TLS)."""
+        if self.pending[device] != attempt:
+            return  # abandoned by the core before it got there
+        region = self.regions[region_index]
+        push, connack = self.queue.push, self.model.connack_s
+        if region.killed:  # died mid-handshake: closed before CONNACK
+            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+        elif region.blackholed:
+            code = FAILURE_CODE[FailureKind.TIMEOUT]
+            push(at + self._connack_timeout_s, RESULT, device, attempt, code)
+        elif region.jitr and not region.registered(device, at):
+            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+        elif region.admit(device * 2, at, math.floor(at)) == ACCEPTED:
+            push(at + connack, RESULT, device, attempt, 0)
+        else:
+            push(at + connack, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
+
+    def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
+        if self.pending[device] != attempt:
+            return  # the core closed this attempt; the CRT reports nothing
+        self.pending[device] = 0
+        event: Event
+        if code == 0:
+            if self.machines[device].state is State.CONNECTING:
+                region_index = self.pending_region[device]
+                connection = Connection(
+                    attempt=attempt,
+                    region=self.regions[region_index].name,
+                    why=WHYS[self.pending_why[device]].value,
+                    connected_at=at,
+                )
+                self.records[device].connections.append(connection)
+                self.current[device] = connection
+                self.conn_region[device] = region_index
+                self.regions[region_index].connected.add(device)
+                self.connected += 1
+            event = ConnectSucceeded(now=at, attempt=attempt)
+        else:
+            failure = FAILURES[code - 1]
+            failures = self.records[device].failures
+            failures[failure.value] = failures.get(failure.value, 0) + 1
+            event = ConnectFailed(
+                now=at, attempt=attempt, failure=failure, detail=_DETAIL.get(failure, "")
+            )
+        self._feed(device, event)
+
+    def _end(self, device: int, attempt: int, now: float) -> None:
+        current = self.current[device]
+        if current is not None and current.attempt == attempt:
+            current.ended_at = now
+            self.current[device] = None
+            self.regions[self.conn_region[device]].connected.discard(device)
+            self.conn_region[device] = -1
+            self.connected -= 1
+
+    def _lost(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
+        current = self.current[device]
+        if current is None or current.attempt != attempt:
+            return
+        self._end(device, attempt, at)
+        failure = FAILURES[code - 1]
+        self._feed(
+            device,
+            ConnectionLost(
+                now=at, attempt=attempt, failure=failure, detail=_DETAIL.get(failure, "")
+            ),
+        )
+
+    def _publish_failed(self, at: float, _seq: int, device: int, attempt: int, _b: int) -> None:
+        current = self.current[device]
+        if current is None or current.attempt != attempt:
+            return
+        self._end(device, attempt, at)
+        self._feed(
+            device,
+            PublishFailed(
+                now=at,
+                attempt=attempt,
+                failure=FailureKind.TIMEOUT,
+                detail="AWS_ERROR_MQTT_TIMEOUT",
+            ),
+        )
+
+    # ------------------------------------------------------ DNS, probes
+
+    def _dns(self, at: float, _seq: int, device: int, index: int, _b: int) -> None:
+        result = self._dns_results[index]
+        event: Event
+        if result.failure is not None:
+            event = DnsFailed(now=at, failure=result.failure, detail=result.failure.value)
+        else:
+            assert result.target is not None
+            event = DnsAnswered(
+                now=at, target=result.target, ttl=max(0.0, result.expires_at - at), txt=result.txt
+            )
+        self._feed(device, event)
+
+    def _probe(self, device: int, command: Probe, now: float) -> None:
+        endpoint = self._endpoint_id(command.endpoint)
+        region_index = self._endpoint_region[endpoint]
+        push, model = self.queue.push, self.model
+        packed = endpoint * 16
+        if region_index < 0:
+            push(
+                now + model.dns_query_s,
+                PROBE,
+                device,
+                command.probe_id,
+                packed + FAILURE_CODE[FailureKind.RESOLVE],
+            )
+            return
+        region = self.regions[region_index]
+        if region.killed:
+            code = FAILURE_CODE[FailureKind.REFUSED]
+            push(
+                now + model.refused_s.sample(self._u()),
+                PROBE,
+                device,
+                command.probe_id,
+                packed + code,
+            )
+        elif region.blackholed:
+            code = FAILURE_CODE[FailureKind.TIMEOUT]
+            push(now + self._probe_timeout_s, PROBE, device, command.probe_id, packed + code)
+        elif command.depth is ProbeDepth.TCP:
+            push(now + model.probe_tcp_s, PROBE, device, command.probe_id, packed)
+        elif command.depth is ProbeDepth.TLS:  # the JITR gate completes TLS too
+            at = self._handshake_done(now) - model.handshake_s.median + model.probe_tls_s
+            push(at, PROBE, device, command.probe_id, packed)
+        else:  # MQTT: a CONNECT of its own, under `<client id>-probe`
+            push(self._handshake_done(now), PROBE_ARRIVE, device, command.probe_id, packed)
+
+    def _probe_arrive(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
+        region = self.regions[self._endpoint_region[packed // 16]]
+        code = 0
+        if region.killed:
+            code = FAILURE_CODE[FailureKind.JITR_HANGUP]
+        elif region.blackholed:
+            self.queue.push(
+                at - self.model.handshake_s.median + self._probe_timeout_s,
+                PROBE, device, probe_id, packed + FAILURE_CODE[FailureKind.TIMEOUT],
+            )  # fmt: skip
+            return
+        elif region.jitr and not region.registered(device, at):
+            code = FAILURE_CODE[FailureKind.JITR_HANGUP]
+        elif region.admit(device * 2 + 1, at, math.floor(at)) != ACCEPTED:
+            code = FAILURE_CODE[self.refuse_kind]
+        self.queue.push(at + self.model.connack_s, PROBE, device, probe_id, packed + code)
+
+    def _probe_done(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
+        code = packed % 16
+        failure = FAILURES[code - 1] if code else None
+        self._feed(
+            device,
+            ProbeCompleted(
+                now=at,
+                probe_id=probe_id,
+                endpoint=self._endpoints[packed // 16],
+                healthy=code == 0,
+                failure=failure,
+                detail=_DETAIL.get(failure, "") if failure else "",
+            ),
+        )
+
+    # ------------------------------------------------------------- faults
+
+    def _fault(self, at: float, _seq: int, _device: int, index: int, _b: int) -> None:
+        fault = self.scenario.timeline[index]
+        assert self.t0 is not None
+        self.applied.append((at - self.t0, fault))
+        region = None
+        if fault.region is not None:
+            name = self.role_to_region[fault.region]
+            region = next(r for r in self.regions if r.name == name)
+        match fault.fault:
+            case "kill":
+                assert region is not None
+                region.killed = True
+                self._kill_connections(region, at)
+            case "restore":
+                assert region is not None
+                if region.killed:
+                    region.killed = False
+                    region.restart(at)
+            case "blackhole":
+                assert region is not None
+                if not region.blackholed:
+                    region.blackholed = True
+                    self.blackholes[self.regions.index(region)].append((at, math.inf))
+                    self._blackhole_connections(region, at)
+            case "heal":
+                assert region is not None
+                if region.blackholed:
+                    region.blackholed = False
+                    spans = self.blackholes[self.regions.index(region)]
+                    spans[-1] = (spans[-1][0], at)
+            case "jitr":
+                assert region is not None
+                region.jitr, region.jitr_delay_s = fault.on, fault.delay_s
+            case "cname":
+                assert fault.target is not None
+                target = fault.target
+                if target in self.role_to_region:
+                    name = self.role_to_region[target]
+                    target = next(r.host for r in self.regions if r.name == name)
+                self.dns.target = target
+                if fault.ttl is not None:
+                    self.dns.ttl_s = float(fault.ttl)
+            case "dns-fail":
+                self.dns.failing = fault.mode
+            case "dns-heal":
+                self.dns.failing = None
+
+    def _kill_connections(self, region: Region, at: float) -> None:
+        code = FAILURE_CODE[FailureKind.CLOSED]
+        notice = self.model.kill_notice_s
+        for device in sorted(region.connected):
+            current = self.current[device]
+            assert current is not None
+            self.queue.push(at + notice.sample(self._u()), LOST, device, current.attempt, code)
+
+    def _blackhole_connections(self, region: Region, at: float) -> None:
+        """Nothing is refused: each device notices from silence, by its first
+        publish that gets no PUBACK (QoS 1), else by its keepalive ping."""
+        fleet = self.scenario.fleet
+        interval = fleet.publish_interval_s
+        assert self.t_telemetry is not None
+        extra = self.model.ack_timeout_extra_s
+        for device in sorted(region.connected):
+            current = self.current[device]
+            assert current is not None
+            start = self.t_telemetry + self.phase[device]
+            tick = start + interval * max(0, math.ceil((at - start) / interval))
+            if fleet.qos == 1 and tick < self.t_stop:
+                notice = tick + self._ack_timeout_s + extra.sample(self._u())
+                self.queue.push(notice, PUBFAIL, device, current.attempt)
+            else:
+                notice = at + self._u() * self._keepalive_s + self._ping_timeout_s
+                self.queue.push(
+                    notice, LOST, device, current.attempt, FAILURE_CODE[FailureKind.TIMEOUT]
+                )
+
+    # ------------------------------------------------------------ others
+
+    def _start(self, at: float, _seq: int, device: int, _a: int, _b: int) -> None:
+        self._feed(device, Started(now=at))
+
+    def _timer(self, at: float, seq: int, device: int, index: int, _b: int) -> None:
+        if self.timers.fire(device, index, seq):
+            self._feed(device, TimerFired(now=at, timer=TIMERS[index]))
+
+    _handlers: Sequence[Callable[[VirtualFleet, float, int, int, int, int], None]] = (
+        _start,
+        _timer,
+        _arrive,
+        _result,
+        _lost,
+        _publish_failed,
+        _dns,
+        _probe_done,
+        _probe_arrive,
+        _fault,
+        lambda self, at, seq, device, a, b: None,
+    )

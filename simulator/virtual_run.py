@@ -1,0 +1,279 @@
+"""A scenario in virtual time, from the scenario file to `RunFacts`.
+
+The fleet's settings are built exactly as for a run on the testbed (the
+testbed's endpoints and DNS names, the scenario's `agent:` overrides, the
+daemon's defaults), so the same scenario file means the same devices; no
+testbed is brought up. A large fleet is split across processes
+(`shards`): each runs its share of the devices with its share of the
+account quota, the shards agree on t=0 after their ramp-ups, and their
+records are merged for one report.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+from iotdr.agent.core.settings import Settings
+from iotdr.simulator.device import DeviceRecord
+from iotdr.simulator.expectations import expectations
+from iotdr.simulator.results import RegionSecond, RunFacts
+from iotdr.simulator.scenario import Fault, Scenario, device_settings
+from iotdr.simulator.virtual_fleet import Regions, VirtualFleet
+from iotdr.simulator.virtual_telemetry import account
+from iotdr.simulator.virtual_world import TESTBED, WorldModel
+from iotdr.testbed.topology import (
+    CNAME_NAME,
+    ENDPOINT_ALLOWLIST,
+    REGION_PORT,
+    REGIONS,
+    TXT_DEFAULT,
+)
+
+
+def the_testbed_regions() -> Regions:
+    """The regions and DNS of a testbed (`iotdr testbed up`'s fixed shape)."""
+    return Regions(
+        primary=REGIONS["primary"].name,
+        secondary=REGIONS["secondary"].name,
+        primary_host=REGIONS["primary"].host,
+        secondary_host=REGIONS["secondary"].host,
+        txt=TXT_DEFAULT,
+    )
+
+
+def virtual_settings(scenario: Scenario) -> Settings:
+    """What every device starts from: the testbed's agent.yaml endpoints and
+    DNS (as `real_run.testbed_target` takes them) under the scenario's agent
+    overrides, validated by the agent's own parser."""
+    base = {
+        "endpoints": {
+            role: {"host": spec.host, "port": REGION_PORT} for role, spec in REGIONS.items()
+        },
+        "dns": {"name": CNAME_NAME, "allowlist": [ENDPOINT_ALLOWLIST]},
+    }
+    return device_settings(scenario.agent, base=base, source=scenario.source)
+
+
+@dataclass(slots=True)
+class ShardResult:
+    records: list[DeviceRecord]
+    applied: list[tuple[float, Fault]]
+    seconds: list[RegionSecond]
+    t0: float
+    events: int
+    popped: int
+    dns_queries: int
+    max_rss_mb: float
+    wall_s: float = 0.0
+    phases_s: dict[str, float] = field(default_factory=dict)
+
+
+def finish_records(fleet: VirtualFleet) -> list[DeviceRecord]:
+    """Telemetry worked out per device, then every time shifted to t=0."""
+    scenario, model = fleet.scenario, fleet.model
+    assert fleet.t0 is not None and fleet.t_telemetry is not None
+    t0 = fleet.t0
+    end = t0 + scenario.duration_s + scenario.drain_s
+    holes = {
+        region.name: spans for region, spans in zip(fleet.regions, fleet.blackholes, strict=True)
+    }
+    u = fleet._rng.random
+
+    def latency() -> float:
+        return model.first_ack_s.sample(u())
+
+    for local, record in enumerate(fleet.records):
+        account(
+            record,
+            first_tick=fleet.t_telemetry + fleet.phase[local],
+            interval_s=scenario.fleet.publish_interval_s,
+            stop=fleet.t_stop,
+            end=end,
+            blackholes=holes,
+            ack_latency=latency,
+        )
+        record.attempts = [t - t0 for t in record.attempts]
+        for c in record.connections:
+            c.connected_at -= t0
+            if c.first_ack_at is not None:
+                c.first_ack_at -= t0
+            if c.ended_at is not None:
+                c.ended_at -= t0
+    return fleet.records
+
+
+def _seconds(fleet: VirtualFleet) -> list[RegionSecond]:
+    assert fleet.t0 is not None
+    out = []
+    for region in fleet.regions:
+        for second, (accepted, refused, refused_client) in sorted(region.seconds.items()):
+            out.append(
+                RegionSecond(
+                    second=int(second - fleet.t0),
+                    region=region.name,
+                    accepted=accepted,
+                    refused=refused,
+                    refused_client=refused_client,
+                )
+            )
+    return out
+
+
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+AgreeOnStart = Callable[[float], float]
+
+
+def run_shard(  # noqa: PLR0917 - the shard's whole brief
+    scenario: Scenario,
+    model: WorldModel,
+    shard: int,
+    shards: int,
+    agree: AgreeOnStart,
+    on_progress: Callable[[VirtualFleet], None] | None = None,
+) -> ShardResult:
+    started = time.perf_counter()
+    fleet = VirtualFleet(
+        scenario,
+        virtual_settings(scenario),
+        the_testbed_regions(),
+        model,
+        shard=shard,
+        shards=shards,
+    )
+    built = time.perf_counter()
+    tick = (lambda: on_progress(fleet)) if on_progress is not None else None
+    t_telemetry = agree(fleet.ramp_up(tick))
+    fleet.start_timeline(t_telemetry)
+    fleet.finish(tick)
+    simulated = time.perf_counter()
+    records = finish_records(fleet)
+    assert fleet.t0 is not None
+    result = ShardResult(
+        records=records,
+        applied=fleet.applied,
+        seconds=_seconds(fleet),
+        t0=fleet.t0,
+        events=fleet.events,
+        popped=fleet.queue.popped,
+        dns_queries=fleet.dns.queries,
+        max_rss_mb=_rss_mb(),
+        phases_s={
+            "build": round(built - started, 2),
+            "simulate": round(simulated - built, 2),
+            "records": round(time.perf_counter() - simulated, 2),
+        },
+    )
+    return result
+
+
+def _child(scenario: Scenario, model: WorldModel, shard: int, shards: int, pipe: Pipe) -> None:
+    def agree(mine: float) -> float:
+        pipe.send(mine)
+        agreed: float = pipe.recv()
+        return agreed
+
+    result = run_shard(scenario, model, shard, shards, agree)
+    pipe.send(result)
+    pipe.close()
+
+
+def _run_sharded(scenario: Scenario, model: WorldModel, shards: int) -> list[ShardResult]:
+    context = multiprocessing.get_context("fork")
+    pipes: list[Pipe] = []
+    processes = []
+    for shard in range(shards):
+        parent, child = context.Pipe()
+        process = context.Process(target=_child, args=(scenario, model, shard, shards, child))
+        process.start()
+        child.close()
+        pipes.append(parent)
+        processes.append(process)
+    try:
+        starts = [pipe.recv() for pipe in pipes]
+        for pipe in pipes:
+            pipe.send(max(starts))
+        results: list[ShardResult] = [pipe.recv() for pipe in pipes]
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    return results
+
+
+def run_virtual(
+    scenario: Scenario,
+    *,
+    model: WorldModel = TESTBED,
+    shards: int = 1,
+    on_progress: Callable[[VirtualFleet], None] | None = None,
+) -> RunFacts:
+    """Runs `scenario` in virtual time; the facts a real run would give."""
+    wall = time.perf_counter()
+    shards = max(1, min(shards, scenario.fleet.devices))
+    if shards == 1:
+        results = [run_shard(scenario, model, 0, 1, lambda t: t, on_progress)]
+    else:
+        results = _run_sharded(scenario, model, shards)
+    return merge(scenario, results, time.perf_counter() - wall)
+
+
+def merge(scenario: Scenario, results: Sequence[ShardResult], wall_s: float) -> RunFacts:
+    first = results[0]
+    records: list[DeviceRecord] = []
+    for result in results:
+        records.extend(result.records)
+    # Shards hold devices k, k+K, ...: back into fleet order.
+    shards = len(results)
+    if shards > 1:
+        ordered: list[DeviceRecord | None] = [None] * len(records)
+        for k, result in enumerate(results):
+            ordered[k::shards] = result.records
+        records = [r for r in ordered if r is not None]
+    totals: dict[tuple[int, str], list[int]] = {}
+    for result in results:
+        for s in result.seconds:
+            counts = totals.setdefault((s.second, s.region), [0, 0, 0])
+            counts[0] += s.accepted
+            counts[1] += s.refused
+            counts[2] += s.refused_client
+    seconds = [
+        RegionSecond(second=k[0], region=k[1], accepted=c[0], refused=c[1], refused_client=c[2])
+        for k, c in sorted(totals.items())
+    ]
+    roles = the_testbed_regions().role_to_region()
+    events = sum(r.events for r in results)
+    limits = scenario.limits
+    extra: dict[str, Any] = {
+        "simulator": {
+            "engine": "virtual time (the agent's core in every device; simulator/WORLD_MODEL.md)",
+            "shards": shards,
+            "core_events": events,
+            "heap_entries": sum(r.popped for r in results),
+            "wall_s": round(wall_s, 2),
+            "core_events_per_s": round(events / wall_s) if wall_s > 0 else None,
+            "max_rss_mb_per_shard": max(r.max_rss_mb for r in results),
+            "dns_queries": sum(r.dns_queries for r in results),
+            "phases_s": first.phases_s,
+        }
+    }
+    return RunFacts(
+        records=records,
+        duration_s=scenario.duration_s,
+        faults=expectations(first.applied, roles),
+        connections_from=-first.t0,
+        quota_per_s=limits.account_connects_per_s if limits else None,
+        observed=None,
+        region_seconds=seconds,
+        mode="virtual",
+        extra=extra,
+    )

@@ -1,0 +1,248 @@
+"""The fleet in virtual time: the world's rules, the grouped telemetry
+against message-by-message stepping, and whole scenarios end to end.
+
+No testbed here (see test_virtual_validation.py for real vs virtual); the
+devices are the agent's unchanged core, the regions the world model.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from iotdr.agent.core.events import ConnectSucceeded, Event
+from iotdr.simulator.device import Device, DeviceRecord
+from iotdr.simulator.results import fleet_report
+from iotdr.simulator.scenario import Scenario, load_scenario
+from iotdr.simulator.virtual_fleet import VirtualFleet, device_seed
+from iotdr.simulator.virtual_rng import SplitMix64
+from iotdr.simulator.virtual_run import (
+    finish_records,
+    run_virtual,
+    the_testbed_regions,
+    virtual_settings,
+)
+from iotdr.simulator.virtual_world import (
+    ACCEPTED,
+    REFUSED_ACCOUNT,
+    REFUSED_CLIENT,
+    TESTBED,
+    ConnectQuota,
+    DnsModel,
+    Latency,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "config" / "scenarios"
+EXAMPLES = ["region-hard-down", "region-blackhole", "cname-moved", "flapping-primary"]
+
+
+def scenario(name: str, devices: int = 100) -> Scenario:
+    return load_scenario(SCENARIOS / f"{name}.yaml").with_devices(devices)
+
+
+# ------------------------------------------------------------ the world
+
+
+def test_quota_is_a_token_bucket_of_one_seconds_worth() -> None:
+    quota = ConnectQuota(5, 0, now=0.0)
+    verdicts = [quota.admit(client, 0.0) for client in range(7)]
+    assert verdicts == [ACCEPTED] * 5 + [REFUSED_ACCOUNT] * 2
+    # 5 tokens/s: one token back after 200 ms, on the millisecond clock.
+    assert quota.admit(10, 0.1999) == REFUSED_ACCOUNT
+    assert quota.admit(11, 0.2) == ACCEPTED
+    # Never more than one second's worth, however long the region idles.
+    assert [quota.admit(20 + c, 100.0) for c in range(6)] == [ACCEPTED] * 5 + [REFUSED_ACCOUNT]
+
+
+def test_client_id_rule_counts_refused_connects_too() -> None:
+    quota = ConnectQuota(None, 1.0, now=0.0)
+    assert quota.admit(1, 0.0) == ACCEPTED
+    assert quota.admit(1, 0.999) == REFUSED_CLIENT  # < 1 s after the last
+    assert quota.admit(1, 1.5) == REFUSED_CLIENT  # the refused one counted
+    assert quota.admit(1, 2.5) == ACCEPTED
+    assert quota.admit(2, 2.5) == ACCEPTED  # another client id is not affected
+
+
+def test_client_id_refusal_takes_no_token() -> None:
+    quota = ConnectQuota(1, 1.0, now=0.0)
+    assert quota.admit(1, 0.0) == ACCEPTED
+    assert quota.admit(1, 0.5) == REFUSED_CLIENT
+    assert quota.admit(2, 1.0) == ACCEPTED  # the bucket refilled; nothing taken by the refusal
+
+
+def test_shared_resolver_caches_for_the_ttl_and_serves_what_remains() -> None:
+    dns = DnsModel(
+        "a-ats.iot.region-a.x", '{"primary": "region-a", "secondary": "region-b"}', 5.0, TESTBED
+    )
+    _, first = dns.resolve(10.0)
+    assert first.target == "a-ats.iot.region-a.x" and dns.queries == 1
+    dns.target = "a-ats.iot.region-b.x"  # the authoritative change
+    _, cached = dns.resolve(12.0)
+    assert cached is first and dns.queries == 1  # still cached
+    _, fresh = dns.resolve(first.expires_at + 0.001)
+    assert fresh.target == "a-ats.iot.region-b.x" and dns.queries == 2
+    dns.failing = "timeout"
+    late = fresh.expires_at + 1
+    at, failed = dns.resolve(late)
+    assert failed.failure is not None and at == pytest.approx(late + TESTBED.dns_timeout_s)
+
+
+def test_latency_samples_stay_inside_the_measured_range() -> None:
+    latency = Latency.measured([0.003, 0.001, 0.002, 0.010])
+    assert latency.sample(0.0) == 0.001 and latency.sample(1.0) == 0.010
+    assert 0.001 <= latency.sample(0.37) <= 0.010
+
+
+# --------------------------------- grouped telemetry == message by message
+
+_ACK_S = 0.004
+
+
+def _replay(fleet: VirtualFleet, local: int, index: int) -> DeviceRecord:
+    """The same device stepped the plain way: a fresh `Device` (the real
+    runner's, with its message queue) fed the same events, every message
+    produced, published and acknowledged one at a time."""
+    assert fleet.event_log is not None and fleet.t_telemetry is not None and fleet.t0 is not None
+    machine_settings = fleet.machines[local].settings
+    device = Device(
+        machine_settings.client_id,
+        machine_settings,
+        SplitMix64(device_seed(fleet.scenario.seed, index)),
+    )
+    interval = fleet.scenario.fleet.publish_interval_s
+    first = fleet.t_telemetry + fleet.phase[local]
+    end = fleet.t0 + fleet.scenario.duration_s + fleet.scenario.drain_s
+    work: list[tuple[float, int, int, object]] = []
+    order = 0
+    for event in fleet.event_log[local]:
+        work.append((event.now, 1, order, event))
+        order += 1
+    k = 0
+    while first + k * interval < fleet.t_stop:
+        work.append((first + k * interval, 0, order, None))
+        order += 1
+        k += 1
+    heapq.heapify(work)
+    holes = dict(zip((r.name for r in fleet.regions), fleet.blackholes, strict=True))
+
+    def send(now: float) -> None:
+        region = device.region
+        attempt = device.connected_attempt
+        if region is None or attempt is None:
+            return
+        dark = any(s <= now < e for s, e in holes[region])
+        for message in device.take_sendable():
+            if not dark:
+                heapq.heappush(work, (now + _ACK_S, 2, message.sequence, attempt))
+
+    while work:
+        at, kind, order, payload = heapq.heappop(work)
+        if at > end:
+            break
+        if kind == 0:
+            device.produce(at)
+            send(at)
+        elif kind == 1:
+            assert isinstance(payload, Event)
+            device.handle(payload)
+            if isinstance(payload, ConnectSucceeded):
+                send(at)
+        else:
+            assert isinstance(payload, int)
+            device.acknowledged(order, payload, at)
+    return device.record
+
+
+@pytest.mark.parametrize("name", ["region-hard-down", "region-blackhole"])
+def test_grouped_telemetry_gives_what_stepping_every_message_gives(name: str) -> None:
+    sc = scenario(name, 40)
+    model = replace(TESTBED, first_ack_s=Latency.fixed(_ACK_S))
+    fleet = VirtualFleet(sc, virtual_settings(sc), the_testbed_regions(), model, keep_events=True)
+    fleet.start_timeline(fleet.ramp_up())
+    fleet.finish()
+    assert fleet.t0 is not None
+    plain = [_replay(fleet, local, local) for local in range(len(fleet.machines))]
+    grouped = finish_records(fleet)
+    for record in plain:  # the same shift to t=0 as the virtual run's
+        record.attempts = [t - fleet.t0 for t in record.attempts]
+        for c in record.connections:
+            c.connected_at -= fleet.t0
+            c.ended_at = None if c.ended_at is None else c.ended_at - fleet.t0
+            c.first_ack_at = None if c.first_ack_at is None else c.first_ack_at - fleet.t0
+    assert grouped == plain
+    assert sum(r.resent for r in plain) > 0 or name != "region-blackhole"
+    facts = run_virtual(sc, model=model)
+    report, _ = fleet_report(replace(facts, records=plain), sc.criteria, sc.name)
+    grouped_report, _ = fleet_report(replace(facts, records=grouped), sc.criteria, sc.name)
+    assert grouped_report == report
+
+
+# ------------------------------------------------------------ scenarios
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_scenarios_in_virtual_time(name: str) -> None:
+    sc = scenario(name)
+    report, rows = fleet_report(run_virtual(sc), sc.criteria, sc.name)
+    assert report["mode"] == "virtual"
+    assert report["devices"] == 100 and len(rows) == 100
+    assert report["disrupted"] == 100
+    assert report["recovered"] == 1.0
+    messages = report["messages"]
+    assert isinstance(messages, dict)
+    assert messages["lost"] == 0 and messages["published"] > 100
+    assert report["flaps"] == 0
+    assert report["throttled_by_client_id"] == 0
+
+
+def test_a_run_is_a_function_of_its_seed() -> None:
+    sc = scenario("region-hard-down", 50)
+    first, _ = fleet_report(run_virtual(sc), sc.criteria, sc.name)
+    again, _ = fleet_report(run_virtual(sc), sc.criteria, sc.name)
+    first.pop("simulator"), again.pop("simulator")
+    assert first == again
+
+
+def test_a_storm_above_the_quota_is_throttled_and_the_fleet_still_recovers() -> None:
+    sc = scenario("region-hard-down", 2000)
+    assert sc.limits is not None
+    sc = replace(sc, limits=replace(sc.limits, account_connects_per_s=200.0))
+    sc = replace(sc, fleet=replace(sc.fleet, connect_rate_per_s=150.0))
+    sc = replace(sc, timeline=sc.timeline[:1], duration_s=60.0)  # killed for good
+    report, _ = fleet_report(run_virtual(sc), sc.criteria, sc.name)
+    throttled = report["throttled_connects"]
+    assert isinstance(throttled, int) and throttled > 0
+    assert report["throttled_by_client_id"] == 0  # the agent spaces its own CONNECTs
+    assert report["recovered"] == 1.0
+
+
+def test_shards_share_the_quota_and_merge_into_one_report() -> None:
+    sc = scenario("region-hard-down", 300)
+    facts = run_virtual(sc, shards=2)
+    report, rows = fleet_report(facts, sc.criteria, sc.name)
+    assert [r.client_id for r in rows] == sc.fleet.client_ids()
+    assert report["recovered"] == 1.0 and report["disrupted"] == 300
+
+
+def test_cli_runs_a_scenario_in_virtual_time_without_a_testbed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "iotdr.cli.main", "simulate", "run",
+         str(SCENARIOS / "cname-moved.yaml"), "--virtual", "--devices", "200",
+         "--out", str(out), "-q"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "virtual" and report["devices"] == 200
+    assert not (out / "testbed").exists()
+    for plot in ("connected.png", "connects.png", "rto_cdf.png"):
+        assert (out / plot).stat().st_size > 1000
+    assert "virtual run" in (out / "report.html").read_text()
