@@ -84,7 +84,7 @@ def analyse(path: Path) -> dict[str, Any]:
             c[4] - at
             for r in records
             for c in r["connections"]
-            if c[4] is not None and at <= c[4] < at + 30
+            if c[2] < at and c[4] is not None and at <= c[4]
         ]
         out[f"{kind} notice_s (fault -> connection given up)"] = quantiles(ended)
         if kind == "blackhole":

@@ -2,6 +2,7 @@
 
 iotdr simulate run SCENARIO --out DIR [--devices N] [--testbed DIR] [-q]
 iotdr simulate run SCENARIO --virtual --out DIR [--devices N] [--shards K] [-q]
+iotdr simulate advise SCENARIO --devices N --quota Q [--sample S] [--plot PNG]
 iotdr simulate certs N --dir D [--testbed DIR] [--client-id PATTERN]
 """
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from iotdr.simulator.advise import register as register_advise
 from iotdr.simulator.run import run_outer
 from iotdr.simulator.scenario import DEFAULT_CLIENT_ID
 from iotdr.testbed.errors import TestbedError
@@ -55,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     certs.add_argument("--testbed", type=Path, default=DEFAULT_TESTBED)
     certs.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="pattern with {index}")
     certs.set_defaults(func=_certs)
+    register_advise(commands)
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -246,3 +246,32 @@ def test_cli_runs_a_scenario_in_virtual_time_without_a_testbed(tmp_path: Path) -
     for plot in ("connected.png", "connects.png", "rto_cdf.png"):
         assert (out / plot).stat().st_size > 1000
     assert "virtual run" in (out / "report.html").read_text()
+
+
+def test_advice_picks_a_spread_without_a_throttled_storm(tmp_path: Path) -> None:
+    plot = tmp_path / "advice.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "iotdr.cli.main", "simulate", "advise",
+         str(SCENARIOS / "region-hard-down.yaml"), "--devices", "400", "--quota", "100",
+         "--sample", "200", "--plot", str(plot)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    chosen = next(line for line in done.stdout.splitlines() if line.endswith("<- advice"))
+    throttled = int(chosen.split()[4])
+    assert throttled <= 0.01 * 400  # no storm
+    storm = next(line for line in done.stdout.splitlines() if line.split()[0] == "0.5")
+    assert int(storm.split()[4]) > throttled  # a fleet in lock step is throttled
+    assert plot.stat().st_size > 1000
+
+
+def test_advice_refuses_a_scenario_without_faults(tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text("duration_s: 10\nfleet: {devices: 10}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "iotdr.cli.main", "simulate", "advise", str(quiet),
+         "--devices", "10", "--quota", "5"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "timeline" in done.stderr and "Traceback" not in done.stderr
