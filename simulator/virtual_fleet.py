@@ -456,8 +456,7 @@ class VirtualFleet:
         elif command.depth is ProbeDepth.TCP:
             push(now + model.probe_tcp_s, PROBE, device, command.probe_id, packed)
         elif command.depth is ProbeDepth.TLS:  # the JITR gate completes TLS too
-            at = self._handshake_done(now) - model.handshake_s.median + model.probe_tls_s
-            push(at, PROBE, device, command.probe_id, packed)
+            push(now + model.probe_tls_s, PROBE, device, command.probe_id, packed)
         else:  # MQTT: a CONNECT of its own, under `<client id>-probe`
             push(self._handshake_done(now), PROBE_ARRIVE, device, command.probe_id, packed)
 

@@ -97,12 +97,16 @@ class WorldModel:
 
 # Measured on the testbed (see WORLD_MODEL.md; bench/world_latencies.py).
 TESTBED = WorldModel(
-    handshake_s=Latency((0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.010, 0.015, 0.020)),
-    handshake_service_s=0.0035,
+    handshake_s=Latency(
+        (0.087, 0.095, 0.100, 0.105, 0.110, 0.116, 0.122, 0.132, 0.146, 0.164, 0.269)
+    ),
+    handshake_service_s=0.003,
     connack_s=0.001,
     refused_s=Latency((0.0002, 0.0005, 0.001)),
-    kill_notice_s=Latency((0.001, 0.005, 0.010, 0.020, 0.050)),
-    first_ack_s=Latency((0.002, 0.004, 0.008)),
+    kill_notice_s=Latency(
+        (0.0005, 0.020, 0.035, 0.059, 0.094, 0.099, 0.150, 0.158, 0.179, 0.208, 0.390)
+    ),
+    first_ack_s=Latency((0.086, 0.433, 0.639, 0.749, 0.951, 1.043, 1.310, 1.723, 2.114, 2.544, 2.800)),
     ack_timeout_extra_s=Latency((0.0, 0.5, 1.0)),
     probe_tcp_s=0.0005,
     probe_tls_s=0.005,
