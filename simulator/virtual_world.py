@@ -98,15 +98,17 @@ class WorldModel:
 # Measured on the testbed (see WORLD_MODEL.md; bench/world_latencies.py).
 TESTBED = WorldModel(
     handshake_s=Latency(
-        (0.087, 0.095, 0.100, 0.105, 0.110, 0.116, 0.122, 0.132, 0.146, 0.164, 0.269)
+        (0.086, 0.092, 0.094, 0.096, 0.099, 0.101, 0.105, 0.110, 0.118, 0.131, 0.214)
     ),
-    handshake_service_s=0.003,
+    handshake_service_s=0.005,
     connack_s=0.001,
     refused_s=Latency((0.0002, 0.0005, 0.001)),
     kill_notice_s=Latency(
-        (0.0005, 0.020, 0.035, 0.059, 0.094, 0.099, 0.150, 0.158, 0.179, 0.208, 0.390)
+        (0.018, 0.069, 0.232, 0.334, 0.558, 0.603, 0.654, 0.778, 0.926, 0.993, 1.046)
     ),
-    first_ack_s=Latency((0.086, 0.433, 0.639, 0.749, 0.951, 1.043, 1.310, 1.723, 2.114, 2.544, 2.800)),
+    first_ack_s=Latency(
+        (0.108, 0.346, 0.528, 0.732, 1.317, 1.520, 1.818, 1.878, 2.184, 2.360, 4.362)
+    ),
     ack_timeout_extra_s=Latency((0.0, 0.5, 1.0)),
     probe_tcp_s=0.0005,
     probe_tls_s=0.005,

@@ -16,11 +16,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = 100
+
+
+def small(name: str, directory: Path) -> Path:
+    """The validation scenario for 100 devices: the quota and the spread
+    scaled with the fleet (fleet / quota = spread = 5 s)."""
+    data = yaml.safe_load((ROOT / "bench" / "validation" / f"{name}.yaml").read_text())
+    data["fleet"]["devices"] = DEVICES
+    data["agent"]["connection"]["connect_spread_s"] = 5
+    data["limits"]["account_connects_per_s"] = 20
+    data["duration_s"] = 30
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def simulate(scenario: Path, out: Path, *extra: str) -> dict[str, object]:
@@ -44,7 +58,7 @@ def _figure(report: dict[str, object], section: str, key: str) -> float:
 
 @pytest.mark.parametrize("name", ["hard-down", "blackhole"])
 def test_virtual_time_agrees_with_the_real_run(tmp_path: Path, name: str) -> None:
-    scenario = ROOT / "bench" / "validation" / f"{name}.yaml"
+    scenario = small(name, tmp_path)
     real = simulate(scenario, tmp_path / "real")
     virtual = simulate(scenario, tmp_path / "virtual", "--virtual")
     assert (real["mode"], virtual["mode"]) == ("real", "virtual")
