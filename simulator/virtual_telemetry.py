@@ -4,10 +4,12 @@ A device produces a message every `publish_interval_s` from its own phase
 until the run stops producing. A message produced while the device has a
 working connection is acknowledged a moment later; one produced while it
 has none waits in the queue and goes out when the next connection is up
-(its first PUBACK arrives `first_ack_s` after CONNACK); one published on a
-connection whose region is blackholed gets no PUBACK and goes back into
-the queue when the connection ends (counted as resent), exactly what
-`device.Device` does message by message. So the counts and each
+(its first PUBACK arrives `first_ack_s` after CONNACK); one whose PUBACK
+is still due when the connection ends, or that was published on a
+connection whose region is blackholed, goes back into the queue (counted
+as resent), exactly what `device.Device` does message by message (with
+at most 100 in flight: exact for outages shorter than 100 publish
+intervals). So the counts and each
 connection's first acknowledgement follow from the connections alone.
 """
 
@@ -48,14 +50,20 @@ def account(
             if hole_start < finish and hole_end > start:
                 healthy_until = min(healthy_until, max(hole_start, start))
         if healthy_until > start:
+            # A PUBACK arrives `latency` after its PUBLISH; one still due
+            # when the connection ends never comes, and the device resends.
+            latency = ack_latency()
             if queued:
-                acked += queued
-                queued = 0
-                connection.first_ack_at = start + ack_latency()
-            fresh = ticks_before(healthy_until) - consumed
+                if start + latency < finish:
+                    acked += queued
+                    queued = 0
+                    connection.first_ack_at = start + latency
+                else:
+                    resent += queued
+            fresh = ticks_before(min(healthy_until, finish - latency)) - consumed
             if fresh > 0:
                 if connection.first_ack_at is None:
-                    connection.first_ack_at = first_tick + consumed * interval_s + ack_latency()
+                    connection.first_ack_at = first_tick + consumed * interval_s + latency
                 acked += fresh
                 consumed += fresh
         unanswered = ticks_before(finish) - consumed
