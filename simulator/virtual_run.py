@@ -155,6 +155,7 @@ def run_shard(  # noqa: PLR0917 - the shard's whole brief
     fleet.start_timeline(t_telemetry)
     fleet.finish(tick)
     simulated = time.perf_counter()
+    fleet.machines.clear()  # the cores are done: room for the records' transfer
     records = finish_records(fleet)
     assert fleet.t0 is not None
     result = ShardResult(
