@@ -10,8 +10,9 @@ the fleet (a storm the quota absorbs), or the lowest p99 overall if none
 does.
 
 A fleet larger than `--sample` devices is simulated as a sample of that
-size with the quota scaled down in proportion (N/Q, the seconds the quota
-needs to let the fleet back, is kept): when N/Q is long next to the agent's
+size (grown until the scaled quota is at least 5 CONNECT/s) with the quota
+scaled down in proportion (N/Q, the seconds the quota needs to let the
+fleet back, is kept): when N/Q is long next to the agent's
 own timescales (backoff, JITR retries, the one-second CONNECT spacing),
 the fleet behaves as a fluid and the sample's percentiles are the fleet's.
 The README gives the check of that scaling. Against AWS IoT, the world
@@ -38,6 +39,10 @@ from iotdr.simulator.virtual_run import run_virtual
 from iotdr.simulator.virtual_world import TESTBED, without_testbed_limits
 
 STORM_FRACTION = 0.01  # throttled CONNECTs above 1 % of the fleet: a storm
+# The quota's bucket holds one second's worth: a sample's scaled quota
+# below a few CONNECT/s would never bank a whole token (connect_limits.c
+# refuses everything under 1/s), so the sample grows to keep at least this.
+MIN_SCALED_QUOTA = 5.0
 SPREAD_FACTORS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
@@ -57,7 +62,7 @@ def fleet_for_advice(scenario: Scenario, devices: int, quota: float, sample: int
     first = scenario.first_fault()
     if first is None:
         raise ConfigError(scenario.source, "timeline", "advice needs at least one fault")
-    simulated = min(devices, sample)
+    simulated = min(devices, max(sample, math.ceil(MIN_SCALED_QUOTA * devices / quota)))
     scaled_quota = quota * simulated / devices
     limits = scenario.limits or Limits()
     drain_s = devices / quota
@@ -147,7 +152,7 @@ def run_advise(args: argparse.Namespace) -> int:
         print(f"iotdr simulate advise: {exc}", file=sys.stderr)
         return 2
     chosen = best(trials, args.devices)
-    simulated = min(args.devices, args.sample)
+    simulated = fleet_for_advice(scenario, args.devices, args.quota, args.sample).fleet.devices
     print(
         f"{args.devices:,} devices at {args.quota:g} CONNECT/s (simulated: {simulated:,} devices "
         f"at {args.quota * simulated / args.devices:g}/s); the quota needs "
