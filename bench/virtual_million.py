@@ -64,9 +64,7 @@ def main() -> None:
     print(f"core events             {sim['core_events']:,} ({sim['core_events_per_s']:,}/s)")
     print(f"heap entries            {sim['heap_entries']:,}")
     print(f"peak RSS                parent {parent_mb:.0f} MB, largest shard {child_mb:.0f} MB")
-    print(
-        f"{'':24}(all at once at most {parent_mb + sim['shards'] * child_mb:.0f} MB)"
-    )
+    print(f"{'':24}(all at once at most {parent_mb + sim['shards'] * child_mb:.0f} MB)")
     print(f"RTO p50/p95/p99         {rto['p50']:.2f} / {rto['p95']:.2f} / {rto['p99']:.2f} s")
     print(f"99 % back after         {back['99%']:.2f} s; recovered {report['recovered']:.1%}")
     print(
