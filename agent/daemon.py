@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -54,6 +55,7 @@ from iotdr.agent.core.events import (
 from iotdr.agent.core.failures import classify_loss
 from iotdr.agent.core.machine import Machine, Snapshot, State
 from iotdr.agent.dns_lookup import lookup, make_resolver
+from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files
 from iotdr.agent.notify import notify, reloading, watchdog_interval
 from iotdr.agent.status import status_document
@@ -107,6 +109,8 @@ class Daemon:
         # Set while the core handles an event: left set only if an exception
         # escaped the core, which then is broken and the watchdog stops.
         self._in_core = False
+        self._reloading = False
+        self._reload_wanted = False
 
     # ------------------------------------------------------------- run
 
@@ -137,6 +141,7 @@ class Daemon:
         self._loop = loop
         settings = self._settings
         check_tls_files(settings, ", ".join(str(f) for f in self._loaded.files))
+        check_environment(self._loaded)
 
         transport = Transport()
         self._transport = transport
@@ -390,22 +395,39 @@ class Daemon:
     # -------------------------------------------------------- reload
 
     def _reload(self) -> None:
+        """SIGHUP. Files are read and checked on a worker thread, so a slow
+        or hostile file never stalls the loop; a storm of signals runs one
+        reload at a time and ends with the files as they are last."""
         log.info("SIGHUP: reloading configuration")
         reloading()
+        self._reload_wanted = True
+        if not self._reloading:
+            self._reloading = True
+            self._spawn(self._reload_until_current())
+
+    async def _reload_until_current(self) -> None:
         try:
-            self._apply_reload()
+            while self._reload_wanted:
+                self._reload_wanted = False
+                try:
+                    loaded, ssl_context = await asyncio.to_thread(self._read_config)
+                except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
+                    log.error("configuration NOT changed: %s", exc)
+                    continue
+                self._apply(loaded, ssl_context)
         finally:
+            self._reloading = False
             notify("READY=1", f"STATUS={self._state_line()}")
 
-    def _apply_reload(self) -> None:
-        try:
-            loaded = load_for(self._config, self._root)
-            check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
-            ssl_context = probes.tls_context(loaded.settings)
-            self._transport.tls_context(loaded.settings.tls)
-        except Exception as exc:  # config errors, unreadable files, certs the CRT rejects
-            log.error("configuration NOT changed: %s", exc)
-            return
+    def _read_config(self) -> tuple[LoadedConfig, ssl.SSLContext]:
+        loaded = load_for(self._config, self._root)
+        check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
+        check_environment(loaded)
+        ssl_context = probes.tls_context(loaded.settings)
+        self._transport.tls_context(loaded.settings.tls)
+        return loaded, ssl_context
+
+    def _apply(self, loaded: LoadedConfig, ssl_context: ssl.SSLContext) -> None:
         for key in ("control_socket", "bridge"):
             if getattr(loaded.settings, key) != getattr(self._settings, key):
                 log.warning("%s changes take effect after a restart", key)

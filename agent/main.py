@@ -15,6 +15,7 @@ from iotdr.agent.config_files import LoadedConfig, load_for
 from iotdr.agent.control import query_status
 from iotdr.agent.core.settings import ConfigError
 from iotdr.agent.daemon import Daemon, EndpointFilter
+from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files
 from iotdr.agent.journal import JournalHandler, stderr_is_journal
 from iotdr.agent.metrics import render, write_atomically
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         loaded = load_for(args.config, args.root)
+        # status and metrics only read the control socket (the metrics timer
+        # runs sandboxed, without the keys).
+        if args.command not in ("status", "metrics"):
+            check_environment(loaded)
     except ConfigError as exc:
         what = "configuration NOT changed" if args.command == "reload" else "configuration error"
         _error(f"iotdr-agent: {what}: {exc}")
@@ -128,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reload":
         return _reload(loaded, args.pid)
     if args.command == "check-config":
-        print(json.dumps(loaded.merged, indent=2, sort_keys=True))
+        # default=str: YAML values such as dates have no JSON form.
+        print(json.dumps(loaded.merged, indent=2, sort_keys=True, default=str))
         print(f"# valid; layers: {', '.join(str(f) for f in loaded.files)}", file=sys.stderr)
         return 0
     if args.command == "metrics":

@@ -30,3 +30,24 @@ def limit_violation(topic: str, payload: bytes, *, allow_reserved: bool = False)
     if topic.startswith(RESERVED_PREFIX) and not allow_reserved:
         return f"{RESERVED_PREFIX} topics are reserved (set allow_reserved on the mapping)"
     return None
+
+
+def filter_violation(topic_filter: str, *, aws: bool) -> str | None:
+    """Why a broker would refuse this topic filter (MQTT 3.1.1 section
+    4.7.1: `#` only as the whole last level, `+` only as a whole level), or
+    None. `aws`: AWS IoT's limits on length and slashes apply too."""
+    if not topic_filter:
+        return "empty topic filter"
+    levels = topic_filter.split("/")
+    for n, level in enumerate(levels):
+        if "#" in level and (level != "#" or n != len(levels) - 1):
+            return "'#' must be the whole last level of a topic filter"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level of a topic filter"
+    if aws:
+        encoded = topic_filter.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_TOPIC_BYTES:
+            return f"topic filter of {len(encoded)} bytes exceeds AWS IoT's {MAX_TOPIC_BYTES}"
+        if len(levels) - 1 > MAX_TOPIC_SLASHES:
+            return f"topic filter has {len(levels) - 1} slashes; AWS IoT allows {MAX_TOPIC_SLASHES}"
+    return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from iotdr.agent.core.aws_limits import filter_violation
+
 if TYPE_CHECKING:
     from iotdr.agent.core.settings import _Reader
 
@@ -93,20 +95,23 @@ class BridgeSettings:
     message_id_property: str | None = "iotdr-msg-id"  # MQTT 5 user property; null: off
 
 
-def _topic_filter(value: object) -> str:
+def _topic_filter(value: object, *, aws: bool) -> str:
     if not isinstance(value, str) or not value or "\0" in value:
-        raise ValueError(f"{value!r} is not a topic filter")
+        raise ValueError("is not a topic filter")
+    problem = filter_violation(value, aws=aws)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
 def parse_bridge(reader: _Reader) -> BridgeSettings:
     d = BridgeSettings()
     to_cloud: list[ToCloud] = []
-    for i, item in enumerate(reader.raw("to_cloud") or []):
+    for i, item in enumerate(_list(reader, "to_cloud")):
         sub = reader.item("to_cloud", i, item)
         to_cloud.append(
             ToCloud(
-                filter=_checked(sub, "filter"),
+                filter=_checked(sub, "filter", aws=False),
                 strip_prefix=sub.optional_string("strip_prefix") or "",
                 add_prefix=sub.optional_string("add_prefix") or "",
                 allow_reserved=sub.boolean("allow_reserved", False),
@@ -115,11 +120,11 @@ def parse_bridge(reader: _Reader) -> BridgeSettings:
         )
         sub.reject_unknown()
     from_cloud: list[FromCloud] = []
-    for i, item in enumerate(reader.raw("from_cloud") or []):
+    for i, item in enumerate(_list(reader, "from_cloud")):
         sub = reader.item("from_cloud", i, item)
         from_cloud.append(
             FromCloud(
-                filter=_checked(sub, "filter"),
+                filter=_checked(sub, "filter", aws=True),
                 strip_prefix=sub.optional_string("strip_prefix") or "",
                 add_prefix=sub.optional_string("add_prefix") or "",
             )
@@ -163,9 +168,18 @@ def parse_bridge(reader: _Reader) -> BridgeSettings:
     )
 
 
-def _checked(reader: _Reader, name: str) -> str:
+def _list(reader: _Reader, name: str) -> list[object]:
+    value = reader.raw(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise reader.error(name, f"must be a list of mappings, got {type(value).__name__}")
+    return value
+
+
+def _checked(reader: _Reader, name: str, *, aws: bool) -> str:
     value = reader.string(name)
     try:
-        return _topic_filter(value)
+        return _topic_filter(value, aws=aws)
     except ValueError as exc:
         raise reader.error(name, str(exc)) from None

@@ -725,4 +725,5 @@ class Machine:
             self._emit(CancelTimer(timer=timer))
         self._prober.active = False
         self._set_state(State.STOPPED, event.now)
-        self._report(Level.INFO, "stopped")
+        # The daemon logs "stopped" once its teardown is done.
+        self._report(Level.INFO, "stop requested: closing the connection")

@@ -9,10 +9,13 @@ operator can fix a broken `/etc/iotdr/agent.yaml` without reading code.
 from __future__ import annotations
 
 import enum
+import ipaddress
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from iotdr.agent.core.aws_limits import limit_violation
 from iotdr.agent.core.bridge_settings import BridgeSettings, parse_bridge
 
 T = TypeVar("T")
@@ -22,6 +25,13 @@ AWS_MIN_KEEPALIVE_S = 30
 AWS_MAX_KEEPALIVE_S = 1200
 # AWS IoT Core: at most one CONNECT per second per client id.
 AWS_MIN_CONNECT_INTERVAL_S = 1.0
+# AWS IoT: a client id is 1-128 bytes of UTF-8 and cannot start with "$".
+AWS_MAX_CLIENT_ID_BYTES = 128
+# A Unix socket path must fit sun_path (108 bytes with the final NUL).
+MAX_SOCKET_PATH_BYTES = 107
+# Every duration is finite and at most a day: NaN or infinity in a timer
+# would stall the agent, and no setting here needs longer.
+MAX_SECONDS = 86_400.0
 DEFAULT_CONTROL_SOCKET = "/run/iotdr/agent.sock"
 DEFAULT_STATE_DIR = "/var/lib/iotdr"
 
@@ -31,9 +41,22 @@ class ConfigError(ValueError):
 
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source = source
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{source}: {key}: {problem}")
+        self.key = one_line(key)
+        self.problem = one_line(problem, 300)
+        super().__init__(f"{source}: {self.key}: {self.problem}")
+
+
+def one_line(text: str, limit: int = 120) -> str:
+    """`text` safe for a single log line: control characters escaped,
+    long text cut (hostile input must not flood or forge log lines)."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped if len(escaped) <= limit else f"{escaped[:limit]}... ({len(text)} characters)"
+
+
+def shown(value: Any) -> str:
+    """A value quoted in an error message, cut short."""
+    text = repr(value) if not isinstance(value, list | dict) else type(value).__name__
+    return one_line(text, 60)
 
 
 class ProbeDepth(enum.Enum):
@@ -181,10 +204,10 @@ class _Reader:
         self._prefix = prefix
         self._used: set[str] = set()
 
-    def key(self, name: str) -> str:
+    def key(self, name: object) -> str:
         return f"{self._prefix}{name}"
 
-    def error(self, name: str, problem: str) -> ConfigError:
+    def error(self, name: object, problem: str) -> ConfigError:
         return ConfigError(self._source, self.key(name), problem)
 
     def raw(self, name: str) -> Any:
@@ -225,17 +248,25 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self.error(name, f"must be a non-empty string, got {value!r}")
+            raise self.error(name, f"must be a non-empty string, got {shown(value)}")
+        if "\0" in value:  # no file, host or topic name holds NUL
+            raise self.error(name, "must not hold a NUL character")
         return value
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float = MAX_SECONDS
+    ) -> float:
         value = self.raw(name)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(name, f"must be a number, got {value!r}")
+            raise self.error(name, f"must be a number, got {shown(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value}")
         if value < minimum:
-            raise self.error(name, f"must be at least {minimum}, got {value}")
+            raise self.error(name, f"must be at least {minimum}, got {shown(value)}")
+        if value > maximum:
+            raise self.error(name, f"must be at most {maximum:g}, got {shown(value)}")
         return float(value)
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
@@ -243,9 +274,9 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"must be a whole number, got {value!r}")
+            raise self.error(name, f"must be a whole number, got {shown(value)}")
         if not minimum <= value <= maximum:
-            raise self.error(name, f"must be between {minimum} and {maximum}, got {value}")
+            raise self.error(name, f"must be between {minimum} and {maximum}, got {shown(value)}")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -253,13 +284,13 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.error(name, f"must be true or false, got {value!r}")
+            raise self.error(name, f"must be true or false, got {shown(value)}")
         return value
 
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         value = self.string(name, default).lower()
         if value not in options:
-            raise self.error(name, f"must be one of {', '.join(options)}, got {value!r}")
+            raise self.error(name, f"must be one of {', '.join(options)}, got {shown(value)}")
         return value
 
     def list_of(self, name: str, default: tuple[T, ...], item: Callable[[Any], T]) -> tuple[T, ...]:
@@ -267,28 +298,77 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, list) or not value:
-            raise self.error(name, f"must be a non-empty list, got {value!r}")
+            raise self.error(name, f"must be a non-empty list, got {shown(value)}")
         try:
             return tuple(item(v) for v in value)
         except (TypeError, ValueError) as exc:
             raise self.error(name, f"has a bad entry: {exc}") from None
 
     def reject_unknown(self) -> None:
-        unknown = sorted(set(self._data) - self._used)
+        # Keys may be anything YAML allows (numbers, null, dates): sort as text.
+        unknown = sorted((k for k in self._data if k not in self._used), key=str)
         if unknown:
             raise self.error(unknown[0], "is not a known setting (misspelt?)")
 
 
 def _pattern(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{value!r} is not a host pattern")
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ValueError(f"{shown(value)} is not a host pattern")
     return value
 
 
 def _delay(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{value!r} is not a delay in seconds")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_SECONDS
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise ValueError(f"{shown(value)} is not a delay in seconds (0 to {MAX_SECONDS:g})")
     return float(value)
+
+
+def _client_id(reader: _Reader) -> str:
+    value = reader.string("client_id")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > AWS_MAX_CLIENT_ID_BYTES:
+        raise reader.error("client_id", f"is {size} bytes; AWS IoT allows 1 to 128")
+    if value.startswith("$"):
+        raise reader.error("client_id", 'cannot start with "$" (AWS IoT reserves it)')
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise reader.error("client_id", "must not hold spaces or control characters")
+    return value
+
+
+def _socket_path(reader: _Reader) -> str:
+    value = reader.string("control_socket", DEFAULT_CONTROL_SOCKET)
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOCKET_PATH_BYTES or "\0" in value:
+        raise reader.error(
+            "control_socket", f"a Unix socket path is at most {MAX_SOCKET_PATH_BYTES} bytes"
+        )
+    return value
+
+
+def _nameserver(reader: _Reader) -> str | None:
+    value = reader.optional_string("nameserver")
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise reader.error("nameserver", f"must be an IP address, got {shown(value)}") from None
+    return value
+
+
+def _heartbeat_topic(reader: _Reader) -> str | None:
+    topic = reader.optional_string("topic")
+    if topic is not None:
+        problem = limit_violation(topic, b"")
+        if problem is None and "\0" in topic:
+            problem = "a topic cannot hold NUL"
+        if problem:
+            raise reader.error("topic", problem)
+    return topic
 
 
 def _endpoint(reader: _Reader, name: str) -> EndpointSettings | None:
@@ -311,7 +391,7 @@ def _dns(reader: _Reader) -> DnsSettings:
     return DnsSettings(
         name=reader.optional_string("name"),
         txt_name=reader.optional_string("txt_name"),
-        nameserver=reader.optional_string("nameserver"),
+        nameserver=_nameserver(reader),
         port=reader.integer("port", default.port, minimum=1, maximum=65535),
         timeout_s=reader.number("timeout_s", default.timeout_s, minimum=0.1),
         min_ttl_s=min_ttl,
@@ -360,7 +440,7 @@ def _backoff(reader: _Reader) -> BackoffSettings:
     return BackoffSettings(
         initial_s=initial,
         max_s=reader.number("max_s", d.max_s, minimum=initial),
-        multiplier=reader.number("multiplier", d.multiplier, minimum=1.0),
+        multiplier=reader.number("multiplier", d.multiplier, minimum=1.0, maximum=10.0),
     )
 
 
@@ -419,7 +499,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
 
     hb_reader = top.section("heartbeat")
     heartbeat = HeartbeatSettings(
-        topic=hb_reader.optional_string("topic"),
+        topic=_heartbeat_topic(hb_reader),
         interval_s=hb_reader.number("interval_s", HeartbeatSettings().interval_s, minimum=0.05),
     )
     hb_reader.reject_unknown()
@@ -429,14 +509,14 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     bridge_reader.reject_unknown()
 
     settings = Settings(
-        client_id=top.string("client_id"),
+        client_id=_client_id(top),
         tls=tls,
         primary=primary,
         secondary=secondary,
         jitr=jitr,
         heartbeat=heartbeat,
         bridge=bridge,
-        control_socket=top.string("control_socket", DEFAULT_CONTROL_SOCKET),
+        control_socket=_socket_path(top),
         state_dir=top.string("state_dir", DEFAULT_STATE_DIR),
         log_level=top.choice("log_level", "info", LOG_LEVELS),
         **sections,

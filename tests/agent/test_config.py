@@ -27,6 +27,8 @@ from iotdr.agent.core.settings import (
     ProbeDepth,
 )
 from iotdr.agent.main import main
+from iotdr.testbed.layout import Layout
+from iotdr.testbed.pki import create_pki
 
 BASE = """
 client_id: dev-1
@@ -118,10 +120,19 @@ def test_missing_required_key(tmp_path: Path) -> None:
 def test_check_config_prints_merged_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    f = write(tmp_path / "agent.yaml", BASE)
+    # check-config also checks the TLS files, so they must be real ones.
+    layout = Layout.at(tmp_path / "tb")
+    create_pki(layout)
+    pki = layout.pki
+    real = (
+        BASE.replace("/c/ca.pem", f"{pki}/ca.pem")
+        .replace("/c/d.pem", f"{pki}/device.pem")
+        .replace("/c/d.key", f"{pki}/device.key")
+    )
+    f = write(tmp_path / "agent.yaml", real)
     assert main(["--root", str(tmp_path), "check-config", "--config", str(f)]) == 0
     assert '"client_id": "dev-1"' in capsys.readouterr().out
-    bad = write(tmp_path / "bad.yaml", BASE + "heartbeat: {interval_s: fast}\n")
+    bad = write(tmp_path / "bad.yaml", real + "heartbeat: {interval_s: fast}\n")
     assert main(["--root", str(tmp_path), "check-config", "--config", str(bad)]) == 2
     assert "heartbeat.interval_s" in capsys.readouterr().err
 

@@ -22,6 +22,7 @@ CORE_ALLOWED = {
     "dataclasses",
     "enum",
     "fnmatch",
+    "ipaddress",  # parses address text; no lookups
     "json",
     "math",
     "re",
