@@ -3,8 +3,9 @@
 Protocol: the client sends one line (`status`), the agent answers one line
 of JSON and closes. Anything else (an unknown word, bytes that are not
 UTF-8, a line longer than `MAX_REQUEST_BYTES`, no line within the timeout)
-is answered with `{"error": ...}` or a close, never a traceback. Only the agent's own user (root or the service user)
-can connect, because the socket file is created with mode 0600.
+is answered with `{"error": ...}` or a close, never a traceback. Only the
+agent's own user (root or the service user) can connect, because the
+socket file is created with mode 0600.
 """
 
 from __future__ import annotations
