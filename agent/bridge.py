@@ -19,8 +19,10 @@ network thread and the CRT's threads only put items in its inbox.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +54,9 @@ _PUBACK_ERROR = 0x80
 _MAPPING_CACHE = 4096
 # While the disk holding the spool is full, try writing again this often.
 _DISK_RETRY_S = 1.0
+# After any other spool failure (read-only file system, I/O error), reopen
+# this often.
+_SPOOL_RETRY_S = 2.0
 
 
 @dataclass(slots=True)
@@ -120,6 +125,8 @@ class Bridge:
         self._mappings: dict[str, ToCloud | None] = {}
         self._full = False
         self._disk_full = False
+        self._spool_error: str | None = None
+        self._disk_batch: int | None = None  # fewer messages per write while the disk is full
         self._retry_at = 0.0  # no spool writes before this (disk full)
         self._ready = threading.Event()
         self._stopping = threading.Event()
@@ -232,16 +239,47 @@ class Bridge:
     # -- the worker: every spool decision ------------------------------------
 
     def _run(self) -> None:
-        spool = self._open_spool()
-        if spool is None:
-            return  # stopped before the disk had room
-        self._publish_stats(spool)
-        self._ready.set()
-        try:
-            while self._step(spool):
-                pass
-        finally:
-            spool.close()
+        """The worker. A spool that cannot be opened or fails under us (a
+        read-only or vanished file system, an I/O error) is reported and
+        opened again every few seconds; the local broker keeps everything
+        not yet acknowledged meanwhile, so nothing is lost and nothing hangs."""
+        while True:
+            spool = self._open_spool()
+            if spool is None:
+                return  # stopped before the spool could be opened
+            self._spool_error = None
+            self._publish_stats(spool)
+            self._ready.set()
+            try:
+                while self._step(spool):
+                    pass
+                return
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, "failed")
+                # Unacknowledged messages go out again from the spool's head.
+                self._forwarding = _Forwarding(attempt=self._forwarding.attempt)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    spool.close()
+            if self._stopping.wait(_SPOOL_RETRY_S):
+                return
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        problem = f"spool {self._spool_path} {what}: {exc}"
+        if problem != self._spool_error:  # once per distinct problem
+            log.error(
+                "%s; the local broker keeps messages meanwhile; trying again every %.0f s",
+                problem,
+                _SPOOL_RETRY_S,
+            )
+        self._spool_error = problem
+        with self._stats_lock:
+            self._spool_stats = {
+                **self._spool_stats,
+                "path": str(self._spool_path),
+                "error": problem,
+            }
+        self._ready.set()  # start() goes on; local messages wait in the inbox
 
     def _open_spool(self) -> Spool | None:
         """The spool, once its disk lets SQLite open it (retried meanwhile,
@@ -262,8 +300,12 @@ class Bridge:
                     with self._stats_lock:
                         self._spool_stats = {"path": str(self._spool_path), "disk_full": True}
                     self._ready.set()  # start() goes on; local messages wait in the inbox
-            if self._stopping.wait(_DISK_RETRY_S):
-                return None
+                if self._stopping.wait(_DISK_RETRY_S):
+                    return None
+            except (sqlite3.Error, OSError) as exc:  # read-only, permissions, I/O
+                self._failed(exc, "cannot be opened")
+                if self._stopping.wait(_SPOOL_RETRY_S):
+                    return None
 
     def _step(self, spool: Spool) -> bool:
         # Room in a full spool only comes with PUBACKs, which arrive here too;
@@ -288,6 +330,9 @@ class Bridge:
             kind = item[0]
             if kind == "stop":
                 self._store(spool)
+                # Acknowledged rows left behind would be sent again on restart.
+                self._retry_at = 0.0
+                self._flush_deletes(spool)
                 return False
             if kind == "local":
                 self._accept_local(*item[1:])
@@ -362,11 +407,14 @@ class Bridge:
         """Store what fits, in arrival order, then acknowledge it locally."""
         if not self._pending or time.monotonic() < self._retry_at:
             return
-        if self._acked and not spool.fits(sum(p.size for p in self._pending)):
-            self._flush_deletes(spool)  # acknowledged messages still hold room
+        if self._acked and (self._disk_full or not spool.fits(sum(p.size for p in self._pending))):
+            # Acknowledged messages still hold room. On a full disk they go
+            # first and on their own: a delete can use the spool's reserve,
+            # a delete riding along with new messages cannot.
+            self._flush_deletes(spool)
         take, size = 0, 0
         room = spool.max_bytes - spool.size_bytes
-        for pending in self._pending:
+        for pending in self._pending[: self._disk_batch]:
             if size + pending.size > room:
                 freed = self._make_room(spool, pending)
                 room += freed
@@ -398,9 +446,18 @@ class Bridge:
         except SpoolFullError as exc:  # sizes moved under us, or the disk is full
             self._pending = batch + self._pending
             if isinstance(exc, DiskFullError):
+                # What the disk has room for may be less than a batch: try
+                # half as many next time, down to one message.
+                self._disk_batch = max(1, len(batch) // 2)
                 self._on_disk_full(exc)
             return
+        except BaseException:  # the spool failed: kept, stored once it is back
+            self._pending = batch + self._pending
+            raise
         self._wrote(removed)
+        if self._disk_batch is not None:  # it fitted: grow back towards whole batches
+            grown = self._disk_batch * 2
+            self._disk_batch = None if grown >= self._settings.spool.batch_size else grown
         with self._stats_lock:
             self.counters.spooled += sum(1 for p in batch if p.incoming)
             self.counters.dead_lettered += sum(1 for p in batch if p.dead)
@@ -514,6 +571,7 @@ class Bridge:
                 "recovered_from": stats.recovered_from,
                 "full": self._full,
                 "disk_full": self._disk_full,
+                "error": self._spool_error,
             }
 
 

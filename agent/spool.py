@@ -9,11 +9,22 @@ back-pressure, never a silent drop. A spool file SQLite cannot read is moved
 aside loudly and a fresh one started, so a corrupt file never stops the
 gateway.
 
+A full disk must not wedge the spool: deleting acknowledged rows needs room
+too (SQLite writes the delete to the WAL, then checkpoints it into the main
+file). So the WAL is checkpointed every `_CHECKPOINT_PAGES` and kept small,
+and a reserve file of `RESERVE_BYTES` sits beside the spool; when a delete
+meets a full disk, the reserve is given up, the WAL checkpointed and
+truncated, the delete done in small transactions, and the reserve taken
+again once there is room. The spool holds every payload, so its files are the agent's alone
+(mode 0600; SQLite gives the -wal and -shm files the main file's mode).
+
 One thread owns a Spool (sqlite3 connections are bound to their thread).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -78,6 +89,13 @@ class SpoolStats:
     recovered_from: str | None  # where a corrupt file was moved, if one was
 
 
+# Room kept beside the spool for deletes and checkpoints on a full disk: it
+# covers a checkpoint of a WAL at its limit plus a small delete.
+RESERVE_BYTES = 1024 * 1024
+_CHECKPOINT_PAGES = 128  # at the default 4 KiB page: a WAL of about 512 KiB
+_DELETE_CHUNK = 64  # rows per transaction while deleting on a full disk
+
+
 class SpoolFullError(Exception):
     """The batch does not fit under the size cap."""
 
@@ -91,9 +109,15 @@ class Spool:
         self.path = path
         self.max_bytes = max_bytes
         self.recovered_from: str | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._reserve = Path(f"{path}-reserve")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
+            _private(path)
             self._db = self._open(path, synchronous)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFullError(f"cannot create the spool {path}: {exc.strerror}") from exc
+            raise
         except sqlite3.DatabaseError as exc:
             if not _corrupt(exc):  # a full disk, no permission: not the file's fault
                 if isinstance(exc, sqlite3.OperationalError) and _disk_full(exc):
@@ -111,6 +135,7 @@ class Spool:
                 if source.exists():
                     source.rename(Path(f"{aside}{suffix}"))
             self.recovered_from = str(aside)
+            _private(path)
             self._db = self._open(path, synchronous)
         self._bytes, self._depth = self._db.execute(
             "SELECT COALESCE(SUM(LENGTH(payload)), 0), COUNT(*) FROM messages"
@@ -120,6 +145,7 @@ class Spool:
         # ids never repeat across restarts without a system call per message.
         self._msg_id_prefix = os.urandom(8).hex()
         self._next_msg_id = 0
+        self._reserved = self._take_reserve()
 
     @staticmethod
     def _open(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -130,6 +156,10 @@ class Spool:
             # page cache serves that, and SQLite's 2 MiB default only adds RSS.
             db.execute("PRAGMA cache_size=-512")
             db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            # A small WAL, truncated back after checkpoints, so the data
+            # lives in the main file and a full disk leaves little to move.
+            db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={RESERVE_BYTES // 2}")
             db.executescript(_SCHEMA)
             # A quick check catches files damaged beyond what opening notices.
             result = db.execute("PRAGMA quick_check").fetchone()[0]
@@ -166,6 +196,17 @@ class Spool:
         also forgets the acknowledged ids in `delete` (one fsync for both);
         raise SpoolFullError and change nothing if the batch does not fit.
         Returns how many of `delete` were still here."""
+        try:
+            return self._append(items, dead, delete)
+        except DiskFullError:
+            # The rolled-back batch may have grown the WAL file to the end
+            # of the disk: give that room back.
+            self._checkpoint()
+            raise
+
+    def _append(
+        self, items: Sequence[Incoming], dead: Sequence[DeadLetter], delete: Sequence[int]
+    ) -> int:
         size = sum(len(i.payload) for i in items)
         now = time.time()
         first = self._next_msg_id
@@ -195,15 +236,69 @@ class Spool:
         return f"{self._msg_id_prefix}{n:016x}"
 
     def delete(self, ids: Iterable[int]) -> int:
-        """Forget acknowledged messages; returns how many were still here."""
+        """Forget acknowledged messages; returns how many were still here.
+        On a full disk the reserve makes room for it (DiskFullError only if
+        even that is not enough)."""
         ids = list(ids)
         if not ids:
             return 0
+        try:
+            count = self._delete_committed(ids)
+        except DiskFullError:
+            if not self._give_up_reserve():
+                raise
+            log.warning("disk full: using the spool's reserve to delete acknowledged messages")
+            self._checkpoint()
+            count = 0
+            for start in range(0, len(ids), _DELETE_CHUNK):
+                count += self._delete_committed(ids[start : start + _DELETE_CHUNK])
+                self._checkpoint()
+        if not self._reserved:
+            self._checkpoint()
+            self._reserved = self._take_reserve()
+        return count
+
+    def _delete_committed(self, ids: Sequence[int]) -> int:
         with self._transaction():
             count, freed = self._delete_rows(ids)
         self._depth -= count
         self._bytes -= freed
         return count
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the main file and truncate it (best effort: on
+        a full disk it may not finish, and the next one goes on)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc):
+                raise
+
+    def _take_reserve(self) -> bool:
+        """Set aside RESERVE_BYTES on the spool's file system, if there is room."""
+        try:
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            return False
+        os.close(fd)
+        return True
+
+    def _give_up_reserve(self) -> bool:
+        if not self._reserved:
+            return False
+        self._reserved = False
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        return True
 
     def _delete_rows(self, ids: Sequence[int]) -> tuple[int, int]:
         """Delete inside the caller's transaction; (rows, payload bytes) gone."""
@@ -305,6 +400,22 @@ class _Transaction:
             raise DiskFullError(f"the file system holding the spool is full: {exc}") from exc
         if exc_type is None:  # COMMIT failed otherwise: say so
             raise exc
+
+
+def _private(path: Path) -> None:
+    """Create the spool file 0600 before SQLite does (it would use 0644 and
+    the umask), and take back read access others were given."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            side = Path(f"{path}{suffix}")
+            if side.stat().st_mode & 0o077:
+                side.chmod(0o600)
 
 
 class _FailedCheckError(sqlite3.DatabaseError):

@@ -21,9 +21,14 @@ from iotdr.testbed.netns import inside
 
 class LocalPublisher:
     def __init__(
-        self, info: TestbedInfo, client_id: str = "sensor-publisher", max_inflight: int = 100
+        self,
+        info: TestbedInfo,
+        client_id: str = "sensor-publisher",
+        max_inflight: int = 100,
+        pad: int = 0,
     ) -> None:
         self._info = info
+        self._pad = "x" * pad  # filler, for payloads of a given size
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -50,7 +55,10 @@ class LocalPublisher:
         self._client.loop_stop()
 
     def publish(self, topic: str, seq: int) -> None:
-        payload = json.dumps({"seq": seq, "topic": topic})
+        fields: dict[str, object] = {"seq": seq, "topic": topic}
+        if self._pad:
+            fields["pad"] = self._pad
+        payload = json.dumps(fields)
         info = self._client.publish(topic, payload, qos=1)
         with self._lock:
             if info.mid in self._acked:

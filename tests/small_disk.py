@@ -1,4 +1,5 @@
-"""A real, small file system (tmpfs) for disk-full tests, and a way to fill it.
+"""A real, small file system (tmpfs) for disk-full tests, a way to fill it,
+and a real read-only mount.
 
 Mounting needs root, which the test machines and CI have; elsewhere the
 tests that use it are skipped.
@@ -43,3 +44,18 @@ def fill(directory: Path) -> Path:
                 if exc.errno != errno.ENOSPC:
                     raise
                 return filler
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[Path]:
+    """`directory` bind-mounted read-only onto itself, for the block (what a
+    file system remounted read-only looks like to a process opening files)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=True)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
+from iotdr.agent.bridge import Bridge
 from iotdr.agent.core.aws_limits import limit_violation
-from iotdr.agent.core.bridge_settings import FromCloud, ToCloud
+from iotdr.agent.core.bridge_settings import BridgeSettings, FromCloud, ToCloud
 from iotdr.agent.core.settings import ConfigError, parse_settings
 from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError
-from tests.small_disk import fill, small_disk
+from tests.small_disk import fill, read_only, small_disk
 
 
 def test_append_survives_reopen_in_order(tmp_path: Path) -> None:
@@ -134,3 +139,77 @@ def test_bridge_config_errors_name_the_list_entry() -> None:
         parse_settings({**base, "bridge": {"to_cloud": [{"filter": "a/#"}, {"qos": 1}]}}, "f")
     with pytest.raises(ConfigError, match=r"bridge.to_cloud\[0\].qos: is not a known"):
         parse_settings({**base, "bridge": {"to_cloud": [{"filter": "a/#", "qos": 1}]}}, "f")
+
+
+def test_spool_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 12 item 10: every payload is in the spool; others cannot read it."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "state" / "spool.sqlite"
+        spool = Spool(path, max_bytes=1 << 20)
+        spool.append([Incoming("t", b"secret", 1)])
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.glob("spool.sqlite*")}
+        spool.close()
+        assert modes["spool.sqlite"] == 0o600
+        assert modes.get("spool.sqlite-wal", 0o600) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        # A spool left readable by an older version is taken back.
+        path.chmod(0o644)
+        Spool(path, max_bytes=1 << 20).close()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_spool_that_filled_its_disk_drains_once_acknowledged(tmp_path: Path) -> None:
+    """Issue 12 item 1: the spool itself fills a 2 MiB tmpfs; deleting the
+    acknowledged rows must still work, and the freed room takes new ones."""
+    with small_disk(tmp_path / "disk", 2048) as disk:
+        path = disk / "spool.sqlite"
+        spool = Spool(path, max_bytes=100 * 1024 * 1024)
+        stored = 0
+        with pytest.raises(DiskFullError):
+            for _ in range(10_000):
+                spool.append([Incoming("t", os.urandom(1000), 1) for _ in range(10)])
+                stored += 10
+        assert stored > 200
+        ids = [m.id for m in spool.after(0, stored)]
+        assert spool.delete(ids) == stored  # once the region acknowledged them all
+        assert spool.depth == 0
+        spool.append([Incoming("t", os.urandom(1000), 1) for _ in range(100)])
+        spool.close()
+        again = Spool(path, max_bytes=100 * 1024 * 1024)
+        assert again.depth == 100  # the deletes were durable: nothing is sent twice
+        again.close()
+
+
+def test_bridge_with_a_read_only_spool_reports_and_retries(tmp_path: Path) -> None:
+    """Issue 12 item 2: the spool cannot be opened (read-only file system):
+    start() returns, status says why, and once the directory is writable
+    the spool opens and takes messages; no hang, no dead thread."""
+    state = tmp_path / "state"
+    bridge = Bridge(
+        BridgeSettings(),
+        "dev-1",
+        state,
+        publish=lambda *_: Future(),
+        trouble=lambda *_: None,
+    )
+    with read_only(state):
+        bridge.start(connect_local=False)  # returns: no hang on the spool thread
+        spool = bridge.status()["spool"]
+        assert "cannot be opened" in spool["error"] and spool["path"].startswith(str(state))
+        stored = bridge.submit("dt/a", b"kept")
+        assert not stored.done()  # waits for the spool, not lost
+    try:
+        stored.result(timeout=60)  # a bound for a hang, not a timing assertion
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            spool = bridge.status()["spool"]
+            if spool.get("depth") == 1 and spool.get("error") is None:
+                break
+            time.sleep(0.05)
+        assert bridge.status()["spool"]["error"] is None
+        assert bridge.status()["spool"]["depth"] == 1
+    finally:
+        bridge.stop()

@@ -1,0 +1,106 @@
+"""Resource faults and hostile input against the real testbed (issue 12):
+a full disk that drains, a read-only state directory, an alias bomb sent
+by SIGHUP, and bad TXT answers. No durations are asserted."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from iotdr.cli.agent_runner import AgentError, AgentRunner, deep_merge
+from iotdr.testbed.observer import Observer
+from iotdr.testbed.publisher import LocalPublisher
+from iotdr.testbed.testbed import Testbed as TwoRegions
+from tests.integration.test_bridge import BRIDGE, TOPICS, wait_delivered
+from tests.small_disk import read_only, small_disk
+
+pytestmark = pytest.mark.testbed
+
+
+def _wait_log(agent: AgentRunner, text: str, timeout: float = 30.0) -> bool:
+    try:
+        agent.wait_for(lambda s: text in agent.log_text(), timeout, repr(text))
+    except AgentError:
+        return False
+    return True
+
+
+def test_full_disk_spool_drains_once_the_region_acknowledges(testbed: TwoRegions) -> None:
+    """The spool fills its own 2 MiB file system while both regions are
+    down; once one is back every message arrives, the spool empties, and a
+    restart sends nothing that was already acknowledged."""
+    observers = {r: Observer(testbed.info, r, ["dt/#"]).start() for r in ("primary", "secondary")}
+    for observer in observers.values():
+        assert observer.wait_connected(20.0)
+    disk_dir = testbed.info.agent_config.parent / "small-disk"
+    try:
+        with small_disk(disk_dir, 2048) as disk:
+            overrides = deep_merge(
+                BRIDGE, {"bridge": {"spool": {"path": str(disk / "spool.sqlite")}}}
+            )
+            agent = AgentRunner(testbed, overrides=overrides).start()
+            publisher = LocalPublisher(testbed.info, pad=1000).start()
+            try:
+                agent.wait_connected("region-a")
+                testbed.kill_region("primary")
+                testbed.kill_region("secondary")
+                agent.wait_for(lambda s: not s["connected"], 20.0, "no region")
+                publisher.publish_many(TOPICS, 1500)  # 3,000 x 1 KB: more than the disk holds
+                agent.wait_for(lambda s: s["bridge"]["spool"]["disk_full"], 60.0, "disk full")
+                testbed.restore_region("primary")
+                assert publisher.wait_handed_over(3000, 180.0)
+                missing = wait_delivered(publisher.expected(), observers, 180.0)
+                assert not missing, f"{len(missing)} lost"
+                status = agent.wait_for(
+                    lambda s: (
+                        s["bridge"]["spool"]["depth"] == 0 and not s["bridge"]["spool"]["disk_full"]
+                    ),
+                    60.0,
+                    "drained",
+                )
+                assert status["bridge"]["acknowledged"] >= 3000
+            finally:
+                publisher.stop()
+                agent.stop()
+            again = AgentRunner(testbed, name="again", overrides=overrides).start()
+            try:
+                status = again.wait_connected("region-a")
+                status = again.wait_for(lambda s: "bridge" in s, 20.0, "bridge status")
+                assert status["bridge"]["spool"]["depth"] == 0
+                assert status["bridge"]["forwarded"] == 0  # nothing acknowledged is resent
+            finally:
+                again.stop()
+    finally:
+        for observer in observers.values():
+            observer.stop()
+
+
+def test_read_only_state_dir_is_a_clear_error_not_a_hang(testbed: TwoRegions) -> None:
+    state = testbed.info.agent_config.parent / "ro-state"
+    with read_only(state):
+        agent = AgentRunner(
+            testbed, overrides={"state_dir": str(state), "bridge": {"enabled": True}}
+        ).start()
+        assert agent.process is not None
+        assert agent.process.wait(60) == 2  # a bound, not a timing assertion
+        lines = [line for line in agent.log_text().splitlines() if line.strip()]
+        assert len(lines) == 1, lines
+        assert "state_dir" in lines[0] and "not writable" in lines[0]
+
+
+def test_alias_bomb_by_sighup_is_refused_and_the_agent_answers(testbed: TwoRegions) -> None:
+    bomb = "".join(
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    with AgentRunner(testbed).start() as agent:
+        agent.wait_connected("region-a")
+        good = agent.config_path.read_text()
+        agent.config_path.write_text(good + 'a: &a ["lol", "lol"]\n' + bomb)
+        agent.signal(signal.SIGHUP)
+        assert _wait_log(agent, "configuration NOT changed")
+        assert "aliases" in agent.log_text()
+        status = agent.wait_connected("region-a")
+        assert status["failovers"] == 0
+        assert "Traceback" not in agent.log_text()
