@@ -22,6 +22,7 @@ class TimerName(enum.Enum):
     DNS = "dns"
     PROBE = "probe"
     HEARTBEAT = "heartbeat"
+    DNS_MOVE = "dns-move"  # a CNAME move held back by the move hold
 
 
 class DnsFailure(enum.Enum):

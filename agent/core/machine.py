@@ -32,6 +32,10 @@ capped backoff. Rules that hold in every state:
   (AWS IoT: 1 CONNECT/s per client id); an attempt that failed before a
   CONNECT could be sent (refused, TCP timeout, TLS) does not count;
 - a DNS failure or refused answer never touches the connection;
+- a moved CNAME is followed only once its new target answers a probe (a
+  working connection is never left for a target that cannot be resolved or
+  reached), and not again within a move hold that doubles while the CNAME
+  keeps changing, so a flapping CNAME cannot make the agent flap;
 - failback needs the preferred endpoint healthy for a whole stability
   window of dense, jittered probes, plus this device's share of
   `connect_spread_s`, so a fleet does not fail back in one storm; a
@@ -66,6 +70,7 @@ from iotdr.agent.core.endpoints import (
     TxtError,
     host_allowed,
     parse_region_roles,
+    region_of,
 )
 from iotdr.agent.core.events import (
     ConfigChanged,
@@ -176,6 +181,17 @@ class _Prober:
 
 
 @dataclass(slots=True)
+class _DnsMoves:
+    """Damping of CNAME moves (the DNS counterpart of `_Prober`)."""
+
+    hold_s: float = 0.0
+    last_change_at: float | None = None  # when DNS last named a new target
+    last_move_at: float | None = None  # when the agent last followed one
+    check_id: int | None = None  # probe of the new target before leaving
+    check_target: Endpoint | None = None
+
+
+@dataclass(slots=True)
 class _Attempt:
     id: int
     endpoint: Endpoint
@@ -215,6 +231,7 @@ class Machine:
         self._interrupted_at: float | None = None
         self._round = _Round()
         self._prober = _Prober(window_s=settings.failback.stability_window_s)
+        self._dns_moves = _DnsMoves(hold_s=settings.dns.move_hold_s)
         self._dns = DnsView()
         self._counters = _Counters()
         self._heartbeat_seq = 0
@@ -532,7 +549,11 @@ class Machine:
                 f"allowlist {list(self.settings.dns.allowlist)}; staying put",
             )
             return
-        roles = self._parse_txt(event.txt)
+        roles = self._parse_txt(event.txt, event.target)
+        if roles is None and event.txt is not None:
+            dns.rejected += 1  # the CNAME still counts; the roles stay as they were
+        elif self._last_error is not None and self._last_error.startswith("dns:"):
+            self._last_error = None  # a good answer: an old DNS error is history
         previous = self._topology.preferred
         dns.target, dns.ttl, dns.txt, dns.answered_at = event.target, event.ttl, event.txt, now
         self._topology = self._topology.with_dns(event.target, roles)
@@ -540,23 +561,101 @@ class Machine:
         if previous is None or preferred == previous or preferred is None:
             self._update_prober(now)
             return
+        self._note_dns_change(now)
         self._report(Level.INFO, f"DNS moved {self.settings.dns.name} to {preferred}")
+        self._consider_dns_move(now)
+
+    def _note_dns_change(self, now: float) -> None:
+        """A CNAME that changes again within the hold doubles it; one that
+        stayed put for a whole hold restores it."""
+        moves, dns = self._dns_moves, self.settings.dns
+        if moves.last_change_at is not None and now - moves.last_change_at < moves.hold_s:
+            moves.hold_s = min(moves.hold_s * 2, dns.max_move_hold_s)
+            self._report(
+                Level.WARNING,
+                f"{dns.name} keeps changing; following DNS moves at most every "
+                f"{moves.hold_s:.0f} s",
+            )
+        elif moves.last_change_at is not None:
+            moves.hold_s = dns.move_hold_s
+        moves.last_change_at = now
+
+    def _consider_dns_move(self, now: float) -> None:
+        """Go where DNS points, unless held back or already there; a working
+        connection is left only after the new target answered a probe."""
+        moves, target = self._dns_moves, self._topology.preferred
         current = self._attempt.endpoint if self._attempt else None
-        if self.state in (State.CONNECTED, State.CONNECTING) and current == preferred:
+        active = self.state in (State.CONNECTED, State.CONNECTING)
+        if target is None or (active and current == target):
+            moves.check_id = moves.check_target = None
             self._update_prober(now)
             return
-        if self.state in (State.CONNECTED, State.CONNECTING, State.WAITING):
-            self._move(now, preferred, Why.DNS_MOVE)
+        if self.state not in (State.CONNECTED, State.CONNECTING, State.WAITING):
+            return
+        if moves.last_move_at is not None and now < moves.last_move_at + moves.hold_s:
+            self._emit(ArmTimer(timer=TimerName.DNS_MOVE, at=moves.last_move_at + moves.hold_s))
+            self._update_prober(now)
+            return
+        if self.state is not State.CONNECTED:
+            self._follow_dns(now, target)  # nothing working to lose
+            return
+        self._next_id += 1
+        moves.check_id, moves.check_target = self._next_id, target
+        self._emit(
+            Probe(probe_id=self._next_id, endpoint=target, depth=self.settings.failback.probe_depth)
+        )
 
-    def _parse_txt(self, txt: str | None) -> RegionRoles | None:
+    def _dns_target_checked(self, event: ProbeCompleted) -> None:
+        moves = self._dns_moves
+        moves.check_id = moves.check_target = None
+        now = event.now
+        current = self._attempt.endpoint if self._attempt else None
+        if (
+            event.endpoint != self._topology.preferred
+            or self.state is not State.CONNECTED
+            or current == event.endpoint
+        ):
+            return  # DNS changed again, or the connection moved or went: nothing to decide
+        if event.healthy:
+            self._follow_dns(now, event.endpoint)
+            return
+        detail = f"{event.failure.value if event.failure else 'failed'} {event.detail}".rstrip()
+        self._last_error = f"dns: {event.endpoint} does not answer: {detail}"
+        self._report(
+            Level.WARNING,
+            f"DNS names {event.endpoint} but it does not answer ({detail}); staying on {current}",
+        )
+        self._update_prober(now)  # probes it on failback's schedule from now on
+
+    def _follow_dns(self, now: float, target: Endpoint) -> None:
+        self._dns_moves.last_move_at = now
+        self._move(now, target, Why.DNS_MOVE)
+
+    def _parse_txt(self, txt: str | None, target: str) -> RegionRoles | None:
         if txt is None:
             return None
         try:
-            return parse_region_roles(txt)
+            roles = parse_region_roles(txt)
+            problem = self._unknown_regions(roles, target)
+            if problem:
+                raise TxtError(problem)
         except TxtError as exc:
             self._last_error = f"dns: TXT {self.settings.dns.txt_record}: {exc}"
             self._report(Level.WARNING, f"ignoring TXT record: {exc}")
             return None
+        return roles
+
+    def _unknown_regions(self, roles: RegionRoles, target: str) -> str | None:
+        """Roles must name the CNAME target's region, and only regions the
+        configuration knows when it names both."""
+        named = {roles.primary, roles.secondary}
+        region = region_of(target)
+        if region is not None and region not in named:
+            return f"names {sorted(named)}, not the CNAME target's region {region}"
+        known = {e.region for e in (self._topology.primary, self._topology.secondary) if e}
+        if None not in known and len(known) == 2 and not named <= known | {region}:
+            return f"names {sorted(named - known)}, which no configured endpoint is in"
+        return None
 
     def _dns_failure(self, event: Event) -> None:
         assert isinstance(event, DnsFailed)
@@ -580,6 +679,8 @@ class Machine:
             self._probe_now()
         elif event.timer is TimerName.HEARTBEAT:
             self._heartbeat(event.now)
+        elif event.timer is TimerName.DNS_MOVE:
+            self._consider_dns_move(event.now)
 
     def _heartbeat(self, now: float) -> None:
         if self.state is not State.CONNECTED or self._attempt is None:
@@ -630,6 +731,9 @@ class Machine:
 
     def _probe_completed(self, event: Event) -> None:
         assert isinstance(event, ProbeCompleted)
+        if event.probe_id == self._dns_moves.check_id:
+            self._dns_target_checked(event)
+            return
         prober, failback = self._prober, self.settings.failback
         if not prober.active or event.probe_id != prober.pending_id:
             return

@@ -91,6 +91,11 @@ class DnsSettings:
     max_ttl_s: float = 300.0
     retry_s: float = 5.0
     allowlist: tuple[str, ...] = ("*-ats.iot.*.amazonaws.com",)
+    # After following a CNAME move, no other DNS move for this long; each
+    # change of the CNAME within the hold doubles it (up to the maximum), so
+    # a flapping CNAME cannot make the agent flap (as failback's window).
+    move_hold_s: float = 5.0
+    max_move_hold_s: float = 300.0
 
     @property
     def txt_record(self) -> str | None:
@@ -388,6 +393,7 @@ def _dns(reader: _Reader) -> DnsSettings:
     default = DnsSettings()
     min_ttl = reader.number("min_ttl_s", default.min_ttl_s)
     max_ttl = reader.number("max_ttl_s", default.max_ttl_s, minimum=min_ttl)
+    hold = reader.number("move_hold_s", default.move_hold_s)
     return DnsSettings(
         name=reader.optional_string("name"),
         txt_name=reader.optional_string("txt_name"),
@@ -398,6 +404,10 @@ def _dns(reader: _Reader) -> DnsSettings:
         max_ttl_s=max_ttl,
         retry_s=reader.number("retry_s", default.retry_s, minimum=0.1),
         allowlist=reader.list_of("allowlist", default.allowlist, _pattern),
+        move_hold_s=hold,
+        max_move_hold_s=reader.number(
+            "max_move_hold_s", max(default.max_move_hold_s, hold), minimum=hold
+        ),
     )
 
 

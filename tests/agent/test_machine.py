@@ -18,7 +18,7 @@ from iotdr.agent.core.commands import (
     Resolve,
     Why,
 )
-from iotdr.agent.core.endpoints import Role
+from iotdr.agent.core.endpoints import Endpoint, Role
 from iotdr.agent.core.events import (
     ConfigChanged,
     ConnectFailed,
@@ -27,6 +27,7 @@ from iotdr.agent.core.events import (
     DnsAnswered,
     DnsFailed,
     DnsFailure,
+    ProbeCompleted,
     Started,
     StopRequested,
     TimerFired,
@@ -137,12 +138,82 @@ def test_dns_reresolves_by_ttl_clamped(ttl: float, expected_delay: float) -> Non
     assert ArmTimer(timer=TimerName.DNS, at=20.0 + expected_delay) in commands
 
 
-def test_cname_change_moves_break_before_make() -> None:
+def test_cname_change_checks_the_target_then_moves_break_before_make() -> None:
     machine, attempt = connected_machine()
     commands = machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
+    probe = next(c for c in commands if isinstance(c, Probe))
+    assert probe.endpoint == SECONDARY
+    assert not any(isinstance(c, Connect | Disconnect) for c in commands)
+    commands = machine.handle(
+        ProbeCompleted(now=20.1, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
+    )
     disconnect = commands.index(Disconnect(attempt=attempt))
-    connect = commands.index(Connect(attempt=attempt + 1, endpoint=SECONDARY, why=Why.DNS_MOVE))
+    connect = next(
+        i for i, c in enumerate(commands) if isinstance(c, Connect) and c.endpoint == SECONDARY
+    )
     assert disconnect < connect
+    assert commands[connect] == Connect(
+        attempt=probe.probe_id + 1, endpoint=SECONDARY, why=Why.DNS_MOVE
+    )
+
+
+DEAD = Endpoint(host="abc-ats.iot.region-z.example.test", port=8883)
+
+
+@pytest.mark.parametrize(
+    ("failure", "detail"),
+    [
+        (FailureKind.OTHER, "resolve AWS_IO_DNS_INVALID_NAME"),  # a CNAME loop, NXDOMAIN
+        (FailureKind.REFUSED, "connection refused"),
+        (FailureKind.TIMEOUT, "no answer"),
+    ],
+)
+def test_cname_to_a_target_that_does_not_answer_keeps_the_connection(
+    failure: FailureKind, detail: str
+) -> None:
+    """Issue 12 item 6: the new target is checked before the working
+    connection is left; a dead target leaves it alone and says why."""
+    machine, _ = connected_machine()
+    txt = '{"primary": "region-z", "secondary": "region-b"}'
+    commands = machine.handle(DnsAnswered(now=20.0, target=DEAD.host, ttl=5, txt=txt))
+    probe = next(c for c in commands if isinstance(c, Probe))
+    commands = machine.handle(
+        ProbeCompleted(
+            now=20.2,
+            probe_id=probe.probe_id,
+            endpoint=DEAD,
+            healthy=False,
+            failure=failure,
+            detail=detail,
+        )
+    )
+    assert not any(isinstance(c, Connect | Disconnect) for c in commands)
+    assert machine.state is State.CONNECTED and machine.snapshot().endpoint == PRIMARY
+    assert f"{DEAD} does not answer" in (machine.snapshot().last_error or "")
+
+
+@pytest.mark.parametrize(
+    ("txt", "counted"),
+    [
+        ("not json", True),
+        ('{"primary": 1}', True),
+        ('{"primary": "region-x", "secondary": "region-y"}', True),  # regions nobody knows
+        ('{"primary": "region-b", "secondary": "region-x"}', True),  # not the target's region
+        ('{"primary": "region-a", "secondary": "region-b"}', False),
+        (None, False),
+    ],
+)
+def test_txt_answers_are_counted_when_refused(txt: str | None, counted: bool) -> None:
+    """Issue 12 item 9: a malformed TXT, or one naming regions the agent
+    does not know, is refused and counted; a good answer clears the error."""
+    machine, _ = connected_machine()
+    machine.handle(DnsAnswered(now=20.0, target=PRIMARY.host, ttl=5, txt=txt))
+    snapshot = machine.snapshot()
+    assert snapshot.dns.rejected == (1 if counted else 0)
+    assert (snapshot.last_error is not None) == counted
+    assert snapshot.state is State.CONNECTED
+    machine.handle(DnsAnswered(now=25.0, target=PRIMARY.host, ttl=5, txt=TXT))
+    assert machine.snapshot().last_error is None
 
 
 def test_stop_disconnects_and_cancels_every_timer() -> None:
@@ -186,7 +257,11 @@ def test_failback_attempt_hung_up_returns_instead_of_jitr_retrying() -> None:
 
 def test_stale_result_for_abandoned_attempt_is_ignored() -> None:
     machine, attempt = connected_machine()
-    machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
+    commands = machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
+    probe = next(c for c in commands if isinstance(c, Probe))
+    machine.handle(
+        ProbeCompleted(now=20.05, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
+    )
     assert (
         machine.handle(ConnectionLost(now=20.1, attempt=attempt, failure=FailureKind.CLOSED)) == []
     )
@@ -260,10 +335,12 @@ def test_cname_moved_is_followed_within_ttl() -> None:
     moved = world.now
     world.run_until(moved + world.ttl + 1.0)
     assert world.connected_to() == SECONDARY
-    # DNS names the secondary now: no probing back to the primary.
+    # DNS names the secondary now: no probing back to the primary (the one
+    # probe checked the secondary before the primary was left).
     world.run_until(moved + 120.0)
     assert world.connected_to() == SECONDARY
-    assert not any(isinstance(c, Probe) for c in world.log)
+    probes = [c for c in world.log if isinstance(c, Probe)]
+    assert [p.endpoint for p in probes] == [SECONDARY]
 
 
 @pytest.mark.parametrize(
@@ -366,3 +443,37 @@ def test_a_fleet_fails_back_spread_over_connect_spread_s(spread_s: float) -> Non
     assert max(times) <= restored + probe + window + spread_s + 1.5
     if spread_s >= 5.0:
         assert max(times) - min(times) > 1.0  # spread, not one instant
+
+
+def test_flapping_cname_never_makes_the_agent_flap() -> None:
+    """Issue 12 item 5: the CNAME flips every second with TTL 1 for a
+    minute; the agent follows at most a couple of moves and stays online."""
+    world = started_world(dns__min_ttl_s=1.0)
+    world.ttl = 1.0
+    world.run_until(10.0)
+    attempts = len(world.attempts)
+    online = 0
+    for second in range(10, 70):
+        world.cname = SECONDARY if second % 2 else PRIMARY
+        world.run_until(second + 0.5)
+        online += world.connected_to() is not None
+        world.run_until(second + 1.0)
+    assert len(world.attempts) - attempts <= 3
+    assert online >= 57
+    # Once it stops flapping, the agent ends up where DNS points.
+    world.cname = SECONDARY
+    world.run_until(70.0 + world.settings.dns.max_move_hold_s + 30.0)
+    assert world.connected_to() == SECONDARY
+
+
+def test_dead_cname_target_never_leaves_the_working_region() -> None:
+    world = started_world()
+    attempts = len(world.attempts)
+    world.cname = DEAD  # not in the world's health map: it never answers
+    world.run_until(300.0)
+    assert world.connected_to() == PRIMARY
+    assert len(world.attempts) == attempts
+    assert world.machine.snapshot().last_error is not None
+    world.cname = SECONDARY  # DNS points somewhere real again: followed
+    world.run_until(300.0 + world.ttl + 1.0)
+    assert world.connected_to() == SECONDARY
