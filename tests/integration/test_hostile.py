@@ -1,10 +1,12 @@
 """Resource faults and hostile input against the real testbed (issue 12):
 a full disk that drains, a read-only state directory, an alias bomb sent
-by SIGHUP, and bad TXT answers. No durations are asserted."""
+by SIGHUP, bad TXT answers, a CNAME that flaps or leads nowhere. No
+durations are asserted."""
 
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -16,6 +18,7 @@ from tests.integration.test_bridge import BRIDGE, TOPICS, wait_delivered
 from tests.small_disk import read_only, small_disk
 
 pytestmark = pytest.mark.testbed
+HEARTBEAT = "iotdr/iotdr-device-1/heartbeat"
 
 
 def _wait_log(agent: AgentRunner, text: str, timeout: float = 30.0) -> bool:
@@ -104,3 +107,56 @@ def test_alias_bomb_by_sighup_is_refused_and_the_agent_answers(testbed: TwoRegio
         status = agent.wait_connected("region-a")
         assert status["failovers"] == 0
         assert "Traceback" not in agent.log_text()
+
+
+def test_dead_cname_target_never_takes_the_agent_offline(testbed: TwoRegions) -> None:
+    """Issue 12 item 6: the CNAME points at a host inside the allowlist
+    that does not resolve; the working connection stays, heartbeats flow."""
+    primary = Observer(testbed.info, "primary", [HEARTBEAT]).start()
+    assert primary.wait_connected(20.0)
+    with AgentRunner(testbed, overrides={"failback": {"probe_interval_s": 1.0}}).start() as agent:
+        agent.wait_connected("region-a")
+        dead = f"a1b2c3d4e5f6g7-ats.iot.region-z.{testbed.info.dns.zone}"
+        testbed.set_cname(dead, ttl=1)
+        status = agent.wait_for(
+            lambda s: "does not answer" in (s["last_error"] or ""), 30.0, "dead target reported"
+        )
+        assert status["connected"] and status["region"] == "region-a"
+        primary.clear()
+        assert primary.wait_for(lambda ms: any(m.topic == HEARTBEAT for m in ms), 20.0)
+        status = agent.wait_connected("region-a")
+        assert status["failovers"] == 0
+        assert "DNS moved" in agent.log_text() and "lost" not in agent.log_text()
+        # DNS points at a real region again: followed.
+        testbed.set_cname(testbed.info.secondary.host)
+        agent.wait_connected("region-b")
+    primary.stop()
+
+
+def test_flapping_cname_does_not_make_the_agent_flap(testbed: TwoRegions) -> None:
+    """Issue 12 item 5: a CNAME flipping between the regions every second
+    (TTL 1) for 20 s: the agent follows a move or two, not every flip."""
+    hosts = [testbed.info.secondary.host, testbed.info.primary.host]
+    with AgentRunner(testbed, overrides={"dns": {"min_ttl_s": 1.0}}).start() as agent:
+        agent.wait_connected("region-a")
+        for flip in range(20):
+            testbed.set_cname(hosts[flip % 2], ttl=1)
+            time.sleep(1.0)  # pacing the fault, not measuring anything
+        status = agent.wait_for(lambda s: s["connected"], 30.0, "connected")
+        assert status["failovers"] <= 3, status
+        assert "keeps changing" in agent.log_text()
+
+
+def test_refused_txt_is_counted_and_a_good_one_clears_the_error(testbed: TwoRegions) -> None:
+    """Issue 12 item 9."""
+    with AgentRunner(testbed).start() as agent:
+        agent.wait_connected("region-a")
+        good = '{"primary": "region-a", "secondary": "region-b"}'
+        testbed.set_txt("{not json")
+        status = agent.wait_for(lambda s: s["dns_rejected"] >= 1, 30.0, "counted")
+        assert status["connected"] and "TXT" in (status["last_error"] or "")
+        testbed.set_txt('{"primary": "region-q", "secondary": "region-r"}')
+        agent.wait_for(lambda s: s["dns_rejected"] >= 2, 30.0, "unknown regions counted")
+        testbed.set_txt(good)
+        status = agent.wait_for(lambda s: s["last_error"] is None, 30.0, "error cleared")
+        assert status["connected"] and status["failovers"] == 0
