@@ -53,10 +53,11 @@ from iotdr.agent.core.events import (
     TimerName,
 )
 from iotdr.agent.core.failures import classify_loss
-from iotdr.agent.core.machine import Machine, Snapshot, State
+from iotdr.agent.core.machine import History, Machine, Snapshot, State
 from iotdr.agent.dns_lookup import lookup, make_resolver
 from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files
+from iotdr.agent.history import HistoryWriter, load_history
 from iotdr.agent.notify import notify, reloading, watchdog_interval
 from iotdr.agent.status import status_document
 
@@ -98,7 +99,10 @@ class Daemon:
         self._root = root
         self._filter = endpoint_filter
         self._settings = loaded.settings
-        self._machine = Machine(self._settings, random.Random())
+        self._history = HistoryWriter(self._settings.state_dir)
+        self._machine = Machine(
+            self._settings, random.Random(), history=load_history(self._settings.state_dir)
+        )
         self._timers: dict[TimerName, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -234,6 +238,14 @@ class Daemon:
         self._in_core = False
         if (before.state, before.endpoint) != (after.state, after.endpoint):
             self._on_state_change(after)
+        if (before.failovers, before.failbacks) != (after.failovers, after.failbacks):
+            self._history.save(
+                History(
+                    failovers=after.failovers,
+                    failbacks=after.failbacks,
+                    last_failover_s=after.last_failover_s,
+                )
+            )
 
     def _on_state_change(self, snapshot: Snapshot) -> None:
         endpoint = snapshot.endpoint

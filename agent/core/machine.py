@@ -205,6 +205,16 @@ class _Counters:
     last_failover_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    """Counters that outlive a restart (the daemon keeps them in state_dir),
+    so status tells the whole story."""
+
+    failovers: int = 0
+    failbacks: int = 0
+    last_failover_s: float | None = None
+
+
 @dataclass(slots=True)
 class _Round:
     """Endpoints still to try before backing off, and what is scheduled next."""
@@ -216,7 +226,7 @@ class _Round:
 
 
 class Machine:
-    def __init__(self, settings: Settings, rng: Rng) -> None:
+    def __init__(self, settings: Settings, rng: Rng, *, history: History | None = None) -> None:
         self.settings = settings
         self._rng = rng
         self._topology = Topology.from_settings(settings)
@@ -233,7 +243,8 @@ class Machine:
         self._prober = _Prober(window_s=settings.failback.stability_window_s)
         self._dns_moves = _DnsMoves(hold_s=settings.dns.move_hold_s)
         self._dns = DnsView()
-        self._counters = _Counters()
+        past = history or History()
+        self._counters = _Counters(past.failovers, past.failbacks, past.last_failover_s)
         self._heartbeat_seq = 0
         self._last_error: str | None = None
 

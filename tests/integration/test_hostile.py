@@ -160,3 +160,14 @@ def test_refused_txt_is_counted_and_a_good_one_clears_the_error(testbed: TwoRegi
         testbed.set_txt(good)
         status = agent.wait_for(lambda s: s["last_error"] is None, 30.0, "error cleared")
         assert status["connected"] and status["failovers"] == 0
+
+
+def test_failover_counters_survive_a_restart(testbed: TwoRegions) -> None:
+    with AgentRunner(testbed).start() as agent:
+        agent.wait_connected("region-a")
+        testbed.kill_region("primary")
+        status = agent.wait_connected("region-b")
+        assert status["failovers"] == 1
+    with AgentRunner(testbed, name="again").start() as again:
+        status = again.wait_connected("region-b")
+        assert status["failovers"] >= 1
