@@ -93,21 +93,35 @@ class Transport:
         endpoint: Endpoint,
         client_id: str,
         configure: Callable[[mqtt5.ClientOptions], None],
+        *,
+        persistent: bool = True,
     ) -> mqtt5.Client:
         """A stopped MQTT5 client for `endpoint`, made by awsiotsdk's builder,
         which sets what AWS IoT needs (ALPN on port 443, its flow control
         limits) and tunnels through `connection.http_proxy`. `configure`
-        adds the callbacks."""
+        adds the callbacks. `persistent`: rejoin the region's session (the
+        device's own connection); probes pass False and leave no session
+        behind."""
         connection = settings.connection
+        expiry = connection.session_expiry_s if persistent else 0
         options = mqtt5.ClientOptions(
             host_name=endpoint.host,
             port=endpoint.port,
             bootstrap=self.bootstrap,
             socket_options=self.socket_options(connection),
             connect_options=mqtt5.ConnectPacket(
-                client_id=client_id, keep_alive_interval_sec=connection.keepalive_s
+                client_id=client_id,
+                keep_alive_interval_sec=connection.keepalive_s,
+                session_expiry_interval_sec=expiry,
             ),
-            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+            # A new client per attempt: REJOIN_ALWAYS asks every region for
+            # the session it kept (the daemon subscribes again anyway, so a
+            # region that kept none, or a failover, loses no subscription).
+            session_behavior=(
+                mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS
+                if expiry
+                else mqtt5.ClientSessionBehaviorType.CLEAN
+            ),
             offline_queue_behavior=mqtt5.ClientOperationQueueBehaviorType.FAIL_ALL_ON_DISCONNECT,
             min_reconnect_delay_ms=_CRT_RECONNECT_DELAY_MS,
             max_reconnect_delay_ms=_CRT_RECONNECT_DELAY_MS,

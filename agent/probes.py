@@ -112,7 +112,9 @@ async def _mqtt(endpoint: Endpoint, settings: Settings, transport: Transport) ->
         options.on_lifecycle_event_connection_success_fn = lambda _d: settle(None)
         options.on_lifecycle_event_connection_failure_fn = lambda d: settle(error_name(d.exception))
 
-    client = transport.new_client(settings, endpoint, f"{settings.client_id}-probe", configure)
+    client = transport.new_client(
+        settings, endpoint, f"{settings.client_id}-probe", configure, persistent=False
+    )
     client.start()
     try:
         failure = await outcome

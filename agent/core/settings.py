@@ -25,6 +25,8 @@ AWS_MIN_KEEPALIVE_S = 30
 AWS_MAX_KEEPALIVE_S = 1200
 # AWS IoT Core: at most one CONNECT per second per client id.
 AWS_MIN_CONNECT_INTERVAL_S = 1.0
+# AWS IoT: a persistent session lasts at most 7 days.
+AWS_MAX_SESSION_EXPIRY_S = 7 * 24 * 3600
 # AWS IoT: a client id is 1-128 bytes of UTF-8 and cannot start with "$".
 AWS_MAX_CLIENT_ID_BYTES = 128
 # A Unix socket path must fit sun_path (108 bytes with the final NUL).
@@ -148,6 +150,10 @@ class ConnectionSettings:
     tcp_keepalive_probes: int = 3
     min_connect_interval_s: float = AWS_MIN_CONNECT_INTERVAL_S
     connect_spread_s: float = 0.5
+    # A persistent session in each region: commands (QoS 1) published while
+    # the connection is down wait for it, as AWS IoT keeps them for a
+    # persistent session (1 h by default, 7 days at most). 0: a clean session.
+    session_expiry_s: int = 3600
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,6 +447,9 @@ def _connection(reader: _Reader) -> ConnectionSettings:
             "min_connect_interval_s", d.min_connect_interval_s, minimum=AWS_MIN_CONNECT_INTERVAL_S
         ),
         connect_spread_s=reader.number("connect_spread_s", d.connect_spread_s),
+        session_expiry_s=reader.integer(
+            "session_expiry_s", d.session_expiry_s, minimum=0, maximum=AWS_MAX_SESSION_EXPIRY_S
+        ),
     )
 
 

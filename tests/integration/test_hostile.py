@@ -6,12 +6,18 @@ durations are asserted."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from iotdr.cli.agent_runner import AgentError, AgentRunner, deep_merge
+from iotdr.testbed.netns import inside
 from iotdr.testbed.observer import Observer
+from iotdr.testbed.operator import region_client
 from iotdr.testbed.publisher import LocalPublisher
 from iotdr.testbed.testbed import Testbed as TwoRegions
 from tests.integration.test_bridge import BRIDGE, TOPICS, wait_delivered
@@ -171,3 +177,55 @@ def test_failover_counters_survive_a_restart(testbed: TwoRegions) -> None:
     with AgentRunner(testbed, name="again").start() as again:
         status = again.wait_connected("region-b")
         assert status["failovers"] >= 1
+
+
+def test_commands_sent_while_the_agent_is_away_wait_for_it(testbed: TwoRegions) -> None:
+    """Issue 12 (smaller list): cloud -> device commands published while the
+    device's connection is down (here: the agent restarting, a reconnect to
+    the same region) are kept by its persistent session and delivered."""
+    received: list[bytes] = []
+    lock = threading.Lock()
+
+    def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with lock:
+            received.append(bytes(message.payload))
+
+    with inside(testbed.info.netns):
+        local = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="device-app")
+        local.on_message = on_message
+        local.connect(testbed.info.local.host, testbed.info.local.port)
+        local.subscribe("commands/#", qos=1)
+        local.loop_start()
+    cloud = region_client(testbed.info, "primary")
+    try:
+        agent = AgentRunner(testbed, overrides=BRIDGE).start()
+        agent.wait_connected("region-a")
+        # The agent's subscription is in place once a command gets through.
+        deadline = time.monotonic() + 30
+        while b"ready" not in received and time.monotonic() < deadline:
+            cloud.publish("cmd/iotdr-device-1/ping", b"ready", qos=1).wait_for_publish(10)
+            time.sleep(0.5)
+        assert b"ready" in received
+        agent.stop()
+        sent = [f"away-{n}".encode() for n in range(10)]
+        for payload in sent:
+            cloud.publish("cmd/iotdr-device-1/do", payload, qos=1).wait_for_publish(10)
+        again = AgentRunner(testbed, name="again", overrides=BRIDGE).start()
+        try:
+            again.wait_connected("region-a")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with lock:
+                    if set(sent) <= set(received):
+                        break
+                time.sleep(0.2)
+            with lock:
+                lost = [p for p in sent if p not in received]
+            assert not lost, f"{len(lost)} of {len(sent)} commands lost"
+        finally:
+            again.stop()
+    finally:
+        cloud.loop_stop()
+        cloud.disconnect()
+        local.loop_stop()
+        local.disconnect()
