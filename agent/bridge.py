@@ -412,18 +412,21 @@ class Bridge:
             # first and on their own: a delete can use the spool's reserve,
             # a delete riding along with new messages cannot.
             self._flush_deletes(spool)
-        take, size = 0, 0
+        take, size, capped = 0, 0, False
         room = spool.max_bytes - spool.size_bytes
         for pending in self._pending[: self._disk_batch]:
             if size + pending.size > room:
                 freed = self._make_room(spool, pending)
                 room += freed
                 if size + pending.size > room:
+                    capped = True
                     break
             size += pending.size
             take += 1
         batch, self._pending = self._pending[:take], self._pending[take:]
-        if self._pending and not self._full:
+        # Only the size cap is "spool full"; a batch cut short while the
+        # disk was full (self._disk_batch) goes on with the next write.
+        if capped and not self._full:
             self._full = True
             with self._stats_lock:
                 self.counters.backpressure += 1
@@ -432,7 +435,7 @@ class Bridge:
                 "local broker holds them until the cloud drains the spool",
                 spool.max_bytes,
             )
-        elif not self._pending and self._full:
+        elif not capped and self._full:
             self._full = False
             log.info("spool has room again; accepting local messages")
         if not batch:
