@@ -180,9 +180,10 @@ def test_failover_counters_survive_a_restart(testbed: TwoRegions) -> None:
 
 
 def test_commands_sent_while_the_agent_is_away_wait_for_it(testbed: TwoRegions) -> None:
-    """Issue 12 (smaller list): cloud -> device commands published while the
-    device's connection is down (here: the agent restarting, a reconnect to
-    the same region) are kept by its persistent session and delivered."""
+    """Issue 12 (smaller list): with `connection.session_expiry_s` set,
+    cloud -> device commands published while the device's connection is
+    down (here: the agent restarting, a reconnect to the same region) are
+    kept by its persistent session and delivered."""
     received: list[bytes] = []
     lock = threading.Lock()
 
@@ -197,8 +198,9 @@ def test_commands_sent_while_the_agent_is_away_wait_for_it(testbed: TwoRegions) 
         local.subscribe("commands/#", qos=1)
         local.loop_start()
     cloud = region_client(testbed.info, "primary")
+    persistent = deep_merge(BRIDGE, {"connection": {"session_expiry_s": 3600}})
     try:
-        agent = AgentRunner(testbed, overrides=BRIDGE).start()
+        agent = AgentRunner(testbed, overrides=persistent).start()
         agent.wait_connected("region-a")
         # The agent's subscription is in place once a command gets through.
         deadline = time.monotonic() + 30
@@ -210,7 +212,7 @@ def test_commands_sent_while_the_agent_is_away_wait_for_it(testbed: TwoRegions) 
         sent = [f"away-{n}".encode() for n in range(10)]
         for payload in sent:
             cloud.publish("cmd/iotdr-device-1/do", payload, qos=1).wait_for_publish(10)
-        again = AgentRunner(testbed, name="again", overrides=BRIDGE).start()
+        again = AgentRunner(testbed, name="again", overrides=persistent).start()
         try:
             again.wait_connected("region-a")
             deadline = time.monotonic() + 30
