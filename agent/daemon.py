@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import signal
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -431,7 +430,7 @@ class Daemon:
             self._reloading = False
             notify("READY=1", f"STATUS={self._state_line()}")
 
-    def _read_config(self) -> tuple[LoadedConfig, ssl.SSLContext]:
+    def _read_config(self) -> tuple[LoadedConfig, probes.TlsContexts]:
         loaded = load_for(self._config, self._root)
         check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
         check_environment(loaded)
@@ -439,7 +438,7 @@ class Daemon:
         self._transport.tls_context(loaded.settings.tls)
         return loaded, ssl_context
 
-    def _apply(self, loaded: LoadedConfig, ssl_context: ssl.SSLContext) -> None:
+    def _apply(self, loaded: LoadedConfig, ssl_context: probes.TlsContexts) -> None:
         for key in ("control_socket", "bridge"):
             if getattr(loaded.settings, key) != getattr(self._settings, key):
                 log.warning("%s changes take effect after a restart", key)
