@@ -3,6 +3,8 @@
 iotdr simulate run SCENARIO --out DIR [--devices N] [--testbed DIR] [-q]
 iotdr simulate run SCENARIO --virtual --out DIR [--devices N] [--shards K] [-q]
 iotdr simulate advise SCENARIO --devices N --quota Q [--sample S] [--plot PNG]
+iotdr simulate run SCENARIO --engine locust [--workers N] ...
+iotdr simulate worker --master HOST [--master-port P] [--certificates DIR] [--netns NS]
 iotdr simulate certs N --dir D [--testbed DIR] [--client-id PATTERN]
 """
 
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 from iotdr.simulator.advise import register as register_advise
+from iotdr.simulator.locust_run import run_worker
 from iotdr.simulator.run import run_outer
 from iotdr.simulator.scenario import DEFAULT_CLIENT_ID
 from iotdr.testbed.errors import TestbedError
@@ -49,7 +52,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--virtual", action="store_true", help="in virtual time, without a testbed (any size)"
     )
     run.add_argument("--shards", type=int, help="--virtual: processes (default: by fleet size)")
+    run.add_argument(
+        "--engine", choices=("local", "locust"), default="local",
+        help="local: one process (CRT); locust: a Locust master and --workers worker processes",
+    )  # fmt: skip
+    run.add_argument("--workers", type=int, default=2, help="local Locust workers (default: 2)")
     run.set_defaults(func=run_outer)
+
+    worker = commands.add_parser("worker", help="join a distributed (Locust) run as a worker")
+    worker.add_argument("--master", required=True, help="the Locust master's host")
+    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--certificates", help="device certificates here (ID.pem, ID.key, ca.pem)")
+    worker.add_argument("--netns", help="run the devices in this network namespace")
+    worker.set_defaults(func=_worker)
 
     certs = commands.add_parser("certs", help="mint device certificates from a testbed's CA")
     certs.add_argument("count", type=int)
@@ -58,6 +73,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     certs.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="pattern with {index}")
     certs.set_defaults(func=_certs)
     register_advise(commands)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    return run_worker(args)
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from iotdr.agent.core.settings import ConfigError
+from iotdr.simulator.locust_run import run_on_testbed
 from iotdr.simulator.scenario import Limits, Scenario, load_scenario
 from iotdr.simulator.virtual_command import run_virtual_command
 from iotdr.testbed.connect_limits import ConnectLimits
@@ -142,6 +143,8 @@ def run_outer(args: argparse.Namespace) -> int:
             issue_client_certificates(testbed.layout, scenario.fleet.client_ids(), certificates)
         argv = [*_inner_argv(args, out), "--testbed", str(testbed.directory.resolve())]
         env = fleet_tls_environment(certificates)
+        if getattr(args, "engine", "local") == "locust":
+            return run_on_testbed(args, testbed, env, _inside(testbed))
         if _inside(testbed):
             return subprocess.run(argv, check=False, env=env).returncode
         return subprocess.run(testbed.netns_argv(argv), check=False, env=env).returncode

@@ -1,0 +1,104 @@
+"""The fleet's DNS on a Locust worker: one caching resolver per process.
+
+The same idea as `shared_dns` (one real query per name per TTL, however
+many devices ask; each device gets the TTL that remains; failures are not
+cached), for gevent: dnspython's blocking resolver is cooperative once
+gevent has patched the socket module, and concurrent askers of one name
+wait on the first one's query. Endpoint host names (A records for the TCP
+connect) are cached for a few seconds too, as a device's stub resolver
+would, so ten thousand devices reconnecting do not send ten thousand
+queries to the network's resolver.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+import gevent.event
+
+from iotdr.agent.core.events import DnsAnswered, DnsFailed, Event
+from iotdr.simulator.shared_dns import _failure_kind
+
+_ADDRESS_CACHE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    target: str
+    txt: str | None
+    expires_at: float
+
+
+class GeventDns:
+    def __init__(self, timeout_s: float = 2.0) -> None:
+        self._resolver = dns.resolver.Resolver()
+        self._resolver.lifetime = timeout_s
+        self._resolver.timeout = timeout_s
+        self._resolver.cache = None  # ours honours the TTL per name below
+        self._cache: dict[tuple[str, str | None], _Answer] = {}
+        self._pending: dict[
+            tuple[str, str | None], gevent.event.AsyncResult[_Answer | DnsFailed]
+        ] = {}
+        self._addresses: dict[str, tuple[str, float]] = {}
+        self.queries = 0
+
+    def resolve(self, name: str, txt_name: str | None) -> Event:
+        """The CNAME (and TXT) the core asked for; blocks this greenlet only."""
+        key = (name, txt_name)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is None or cached.expires_at <= now:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = gevent.event.AsyncResult()
+                self._pending[key] = pending
+                try:
+                    pending.set(self._query(name, txt_name))
+                finally:
+                    self._pending.pop(key, None)
+            result = pending.get()
+            now = time.monotonic()
+            if isinstance(result, DnsFailed):
+                return DnsFailed(now=now, failure=result.failure, detail=result.detail)
+            assert result is not None
+            cached = self._cache[key] = result
+        return DnsAnswered(
+            now=now, target=cached.target, ttl=max(0.0, cached.expires_at - now), txt=cached.txt
+        )
+
+    def address(self, host: str) -> str:
+        """An IPv4 address of `host`, cached for a few seconds; raises OSError."""
+        cached = self._addresses.get(host)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        infos = socket.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        address = str(infos[0][4][0])
+        self._addresses[host] = (address, time.monotonic() + _ADDRESS_CACHE_S)
+        return address
+
+    def _query(self, name: str, txt_name: str | None) -> _Answer | DnsFailed:
+        self.queries += 1
+        try:
+            answer = self._resolver.resolve(name, dns.rdatatype.CNAME)
+        except dns.exception.DNSException as exc:
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            return DnsFailed(now=time.monotonic(), failure=_failure_kind(exc), detail=detail)
+        rrset = answer.rrset
+        assert rrset is not None
+        target = str(next(iter(rrset)).target).rstrip(".")
+        expires_at = time.monotonic() + rrset.ttl
+        txt = None
+        if txt_name:
+            try:
+                records = self._resolver.resolve(txt_name, dns.rdatatype.TXT)
+                txt = "".join(
+                    part.decode("utf-8", "replace") for record in records for part in record.strings
+                )
+            except dns.exception.DNSException:
+                txt = None
+        return _Answer(target=target, txt=txt, expires_at=expires_at)

@@ -1,0 +1,532 @@
+"""Carries out one simulated device's commands with paho-mqtt, under gevent.
+
+The Locust engine's counterpart of `driver.py`: the same `Device` (the
+agent's decision core and the telemetry queue) with a different adapter.
+Locust runs its workers under gevent, which patches sockets, `select`,
+`ssl`, locks and sleeps so that blocking calls switch greenlets. paho-mqtt
+is pure Python over those modules, so its blocking TCP connect and TLS
+handshake, and its `loop()`, are cooperative here. (The AWS CRT runs
+native event-loop threads that gevent cannot schedule or patch; its
+callbacks would arrive on threads the gevent hub knows nothing about.)
+
+Per device: one greenlet per connection (connect, CONNACK, then `loop()`),
+timers as hub timer watchers, a QoS 1 publish is acknowledged by its
+PUBACK or fails after `connection.ack_timeout_s` (`PublishFailed`), probes
+are real connections. Every result goes through the worker's inbox, one
+greenlet that feeds the cores in arrival order, so a core is never entered
+twice at once. Failures are classified here (paho raises Python's socket,
+ssl and MQTT errors, not the CRT's named errors) into the core's kinds,
+with the same rule as the agent: a close before CONNACK is a JITR hang-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import gevent
+import gevent.queue
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from iotdr.agent.core.commands import (
+    ArmTimer,
+    CancelTimer,
+    Command,
+    Connect,
+    Disconnect,
+    Probe,
+    PublishHeartbeat,
+    Report,
+    Resolve,
+)
+from iotdr.agent.core.endpoints import Endpoint
+from iotdr.agent.core.events import (
+    ConnectFailed,
+    ConnectionLost,
+    ConnectSucceeded,
+    Event,
+    ProbeCompleted,
+    PublishFailed,
+    StopRequested,
+    TimerFired,
+    TimerName,
+)
+from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.settings import ProbeDepth, Settings
+from iotdr.simulator.device import Device
+from iotdr.simulator.gevent_dns import GeventDns
+
+log = logging.getLogger("iotdr.simulator")
+
+# Connection-level outcomes, for whoever watches (Locust's live statistics).
+ConnectWatcher = Callable[[str, float, FailureKind | None], None]
+
+
+class GeventInbox:
+    """Results into the devices' cores, one at a time, in arrival order."""
+
+    def __init__(self) -> None:
+        self._items: gevent.queue.Queue[Callable[[], None]] = gevent.queue.Queue()
+        self._greenlet = gevent.spawn(self._run)
+
+    def post(self, item: Callable[[], None]) -> None:
+        self._items.put_nowait(item)  # never blocks: safe from hub callbacks
+
+    def _run(self) -> None:
+        while True:
+            item = self._items.get()
+            try:
+                item()
+            except Exception:
+                log.exception("device event failed")
+
+    def close(self) -> None:
+        self._greenlet.kill(block=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    topic: str  # with {client_id}
+    qos: int
+    payload_bytes: int
+    interval_s: float
+
+
+@dataclass(slots=True)
+class GeventFleet:
+    """What every device's driver on one worker shares."""
+
+    inbox: GeventInbox
+    dns: GeventDns
+    telemetry: Telemetry
+    on_connect: ConnectWatcher | None = None
+    producing: bool = True
+
+
+class _Client(mqtt.Client):
+    """paho's client, connecting to an address from the worker's resolver.
+
+    paho resolves the host itself on every connect; a fleet reconnecting at
+    once would ask the network's resolver once per device. TLS still uses
+    the host name (SNI and certificate check), as a real device does."""
+
+    def __init__(self, dns: GeventDns, client_id: str) -> None:
+        super().__init__(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=True,
+        )
+        self._fleet_dns = dns
+
+    def _create_socket_connection(self) -> socket.socket:
+        address = self._fleet_dns.address(self._host)
+        return socket.create_connection((address, self._port), timeout=self._connect_timeout)
+
+
+class _ClosedBeforeConnackError(Exception):
+    pass
+
+
+class _ConnackRefusedError(Exception):
+    pass
+
+
+def classify_paho(exc: BaseException) -> tuple[FailureKind, str]:
+    """The core's kind of a failed connect, from what paho raised."""
+    name = type(exc).__name__
+    if isinstance(exc, _ClosedBeforeConnackError):
+        return FailureKind.JITR_HANGUP, "closed before CONNACK"
+    if isinstance(exc, _ConnackRefusedError):
+        return FailureKind.AUTH, str(exc)
+    if isinstance(exc, socket.gaierror):
+        return FailureKind.RESOLVE, str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return FailureKind.REFUSED, name
+    if isinstance(exc, (TimeoutError, gevent.Timeout)):
+        return FailureKind.TIMEOUT, "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return FailureKind.TLS, exc.reason or name
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return FailureKind.JITR_HANGUP, name
+    if isinstance(exc, OSError) and exc.errno in (113, 101):  # EHOSTUNREACH, ENETUNREACH
+        return FailureKind.TIMEOUT, name
+    return FailureKind.OTHER, f"{name}: {exc}"[:200]
+
+
+def classify_paho_loss(rc: MQTTErrorCode) -> FailureKind:
+    if rc is MQTTErrorCode.MQTT_ERR_KEEPALIVE:
+        return FailureKind.TIMEOUT
+    return FailureKind.CLOSED
+
+
+@dataclass(slots=True)
+class _Session:
+    attempt: int
+    started: float
+    client: _Client | None = None
+    greenlet: gevent.Greenlet[Any, None] | None = None
+    connected: bool = False
+    finished: bool = False
+    connack: int | None = None  # CONNACK return code, once it arrived
+    # mid -> (message sequence or None for a heartbeat, its ack-timeout watcher)
+    pending: dict[int, tuple[int | None, Any]] = field(default_factory=dict)
+
+
+class PahoDriver:
+    """One device: its core's commands carried out with paho under gevent."""
+
+    def __init__(self, device: Device, fleet: GeventFleet) -> None:
+        self.device = device
+        self._fleet = fleet
+        self._settings = device.machine.settings
+        self._session: _Session | None = None
+        self._timers: dict[TimerName, Any] = {}
+        self._ticker: Any = None
+        self._tls: ssl.SSLContext | None = None
+        self._topic = fleet.telemetry.topic.format(client_id=device.client_id)
+        self._prefix = device.client_id.encode()
+
+    # -- feeding the core (only from the inbox greenlet) ------------------
+
+    def post(self, event: Event) -> None:
+        self._fleet.inbox.post(lambda: self.feed(event))
+
+    def feed(self, event: Event) -> None:
+        for command in self.device.handle(event):
+            self._execute(command)
+        self._pump()
+
+    def start_producing(self, phase_s: float) -> None:
+        interval = self._fleet.telemetry.interval_s
+        self._ticker = _later(phase_s % interval, lambda: self._fleet.inbox.post(self._produce))
+
+    def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        self.feed(StopRequested(now=time.monotonic()))
+        for watcher in self._timers.values():
+            watcher.stop()
+        self._timers.clear()
+        self._close()
+
+    # -- commands --------------------------------------------------------
+
+    def _execute(self, command: Command) -> None:
+        if isinstance(command, Connect):
+            self._connect(command.attempt, command.endpoint)
+        elif isinstance(command, Disconnect):
+            if self._session is not None and self._session.attempt == command.attempt:
+                self._close()
+        elif isinstance(command, ArmTimer):
+            self._cancel(command.timer)
+            timer = command.timer
+            self._timers[timer] = _later(
+                command.at - time.monotonic(),
+                lambda: self._fleet.inbox.post(lambda: self._fire(timer)),
+            )
+        elif isinstance(command, CancelTimer):
+            self._cancel(command.timer)
+        elif isinstance(command, Resolve):
+            gevent.spawn(self._resolve, command)
+        elif isinstance(command, Probe):
+            gevent.spawn(self._probe, command)
+        elif isinstance(command, PublishHeartbeat):
+            self._heartbeat(command)
+        elif isinstance(command, Report):
+            log.debug("%s: %s", self.device.client_id, command.message)
+
+    def _cancel(self, timer: TimerName) -> None:
+        watcher = self._timers.pop(timer, None)
+        if watcher is not None:
+            watcher.stop()
+
+    def _fire(self, timer: TimerName) -> None:
+        if self._timers.pop(timer, None) is not None:
+            self.feed(TimerFired(now=time.monotonic(), timer=timer))
+
+    def _resolve(self, command: Resolve) -> None:
+        event = self._fleet.dns.resolve(command.name, command.txt_name)
+        self._fleet.inbox.post(lambda: self.feed(event))
+
+    # -- the connection --------------------------------------------------
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            tls = self._settings.tls
+            self._tls = ssl.create_default_context(cafile=tls.ca_file)
+            self._tls.load_cert_chain(tls.cert_file, tls.key_file)
+        return self._tls
+
+    def _connect(self, attempt: int, endpoint: Endpoint) -> None:
+        self._close()
+        session = _Session(attempt=attempt, started=time.monotonic())
+        self._session = session
+        session.greenlet = gevent.spawn(self._run_session, session, endpoint)
+
+    def _close(self) -> None:
+        session, self._session = self._session, None
+        if session is None or session.finished:
+            return
+        _finish(session)
+        if session.greenlet is not None and session.greenlet is not gevent.getcurrent():
+            session.greenlet.kill(block=False)
+        client = session.client
+        if client is not None:
+            gevent.spawn(_hang_up, client)
+
+    def _run_session(self, session: _Session, endpoint: Endpoint) -> None:
+        """One connection from TCP connect to its end (its own greenlet)."""
+        try:
+            client = self._open(session, endpoint)
+        except Exception as exc:  # everything paho and the socket layer raise
+            kind, detail = classify_paho(exc)
+            if not session.finished:
+                _finish(session)
+                self._connect_result(endpoint, session, kind)
+                event = ConnectFailed(
+                    now=time.monotonic(), attempt=session.attempt, failure=kind, detail=detail
+                )
+                self.post(event)
+            return
+        if session.finished:
+            return
+        session.connected = True
+        self._connect_result(endpoint, session, None)
+        self.post(ConnectSucceeded(now=time.monotonic(), attempt=session.attempt))
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while not session.finished and rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = client.loop(timeout=1.0)
+        if _ended(session):  # closed on purpose
+            return
+        _finish(session)
+        self.post(
+            ConnectionLost(
+                now=time.monotonic(),
+                attempt=session.attempt,
+                failure=classify_paho_loss(rc),
+                detail=rc.name,
+            )
+        )
+
+    def _open(self, session: _Session, endpoint: Endpoint) -> _Client:
+        """TCP, TLS and CONNACK within the agent's timeouts; raises on failure."""
+        return open_client(
+            self._settings,
+            client_id=self._settings.client_id,
+            endpoint=endpoint,
+            context=self._tls_context(),
+            dns=self._fleet.dns,
+            session=session,
+            on_publish=lambda mid: self._fleet.inbox.post(lambda: self._acked(session, mid)),
+        )
+
+    def _connect_result(
+        self, endpoint: Endpoint, session: _Session, kind: FailureKind | None
+    ) -> None:
+        watcher = self._fleet.on_connect
+        if watcher is not None:
+            watcher(endpoint.region or endpoint.host, time.monotonic() - session.started, kind)
+
+    # -- telemetry -------------------------------------------------------
+
+    def _produce(self) -> None:
+        fleet = self._fleet
+        if not fleet.producing:
+            return
+        self.device.produce(time.monotonic())
+        self._pump()
+        self._ticker = _later(
+            fleet.telemetry.interval_s, lambda: self._fleet.inbox.post(self._produce)
+        )
+
+    def _live(self, attempt: int) -> _Session | None:
+        session = self._session
+        if session is None or session.attempt != attempt or not session.connected:
+            return None
+        if session.finished or session.client is None:
+            return None
+        return session
+
+    def _pump(self) -> None:
+        attempt = self.device.connected_attempt
+        if attempt is None:
+            return
+        telemetry = self._fleet.telemetry
+        for message in self.device.take_sendable():
+            payload = b"%s %d %.3f " % (self._prefix, message.sequence, time.time())
+            payload = payload.ljust(telemetry.payload_bytes, b".")
+            if not self._publish(attempt, self._topic, payload, telemetry.qos, message.sequence):
+                self.device.not_acknowledged(message.sequence)
+
+    def _publish(
+        self, attempt: int, topic: str, payload: bytes, qos: int, sequence: int | None
+    ) -> bool:
+        session = self._live(attempt)
+        if session is None or session.client is None:
+            return False
+        info = session.client.publish(topic, payload, qos)
+        if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        if qos == 0:
+            if sequence is not None:
+                self.device.acknowledged(sequence, attempt, time.monotonic())
+            return True
+        mid = info.mid
+        timeout = _later(
+            self._settings.connection.ack_timeout_s,
+            lambda: self._fleet.inbox.post(lambda: self._ack_timed_out(session, mid)),
+        )
+        session.pending[mid] = (sequence, timeout)
+        return True
+
+    def _acked(self, session: _Session, mid: int) -> None:
+        entry = session.pending.pop(mid, None)
+        if entry is None:
+            return
+        sequence, timeout = entry
+        timeout.stop()
+        if sequence is not None:
+            self.device.acknowledged(sequence, session.attempt, time.monotonic())
+            self._pump()
+
+    def _ack_timed_out(self, session: _Session, mid: int) -> None:
+        """No PUBACK within ack_timeout_s: the core hears PublishFailed."""
+        entry = session.pending.pop(mid, None)
+        if entry is None:
+            return
+        sequence, _ = entry
+        if sequence is not None:
+            self.device.not_acknowledged(sequence)
+        self.feed(
+            PublishFailed(
+                now=time.monotonic(),
+                attempt=session.attempt,
+                failure=FailureKind.TIMEOUT,
+                detail="no PUBACK",
+            )
+        )
+
+    def _heartbeat(self, command: PublishHeartbeat) -> None:
+        topic = self._settings.heartbeat.topic
+        if topic:
+            self._publish(command.attempt, topic, b"%d" % command.sequence, 1, None)
+
+    # -- failback probes -------------------------------------------------
+
+    def _probe(self, command: Probe) -> None:
+        failback = self._settings.failback
+        failure: FailureKind | None = None
+        detail = ""
+        try:
+            with gevent.Timeout(failback.probe_timeout_s):
+                if command.depth is ProbeDepth.MQTT:
+                    probe = replace(self._settings, client_id=f"{self._settings.client_id}-probe")
+                    session = _Session(attempt=command.probe_id, started=time.monotonic())
+                    client = open_client(
+                        probe,
+                        client_id=probe.client_id,
+                        endpoint=command.endpoint,
+                        context=self._tls_context(),
+                        dns=self._fleet.dns,
+                        session=session,
+                        on_publish=None,
+                    )
+                    _hang_up(client)
+                else:
+                    self._socket_probe(command)
+        except Exception as exc:  # every way a probe fails is a result
+            failure, detail = classify_paho(exc)
+        event = ProbeCompleted(
+            now=time.monotonic(),
+            probe_id=command.probe_id,
+            endpoint=command.endpoint,
+            healthy=failure is None,
+            failure=failure,
+            detail=detail,
+        )
+        self._fleet.inbox.post(lambda: self.feed(event))
+
+    def _socket_probe(self, command: Probe) -> None:
+        endpoint = command.endpoint
+        address = self._fleet.dns.address(endpoint.host)
+        sock = socket.create_connection((address, endpoint.port))
+        try:
+            if command.depth is ProbeDepth.TLS:
+                sock = self._tls_context().wrap_socket(sock, server_hostname=endpoint.host)
+        finally:
+            sock.close()
+
+
+def open_client(
+    settings: Settings,
+    *,
+    client_id: str,
+    endpoint: Endpoint,
+    context: ssl.SSLContext,
+    dns: GeventDns,
+    session: _Session,
+    on_publish: Callable[[int], None] | None,
+) -> _Client:
+    """A paho client connected (CONNACK accepted) to `endpoint`; raises otherwise."""
+    connection = settings.connection
+    client = _Client(dns, client_id)
+    session.client = client
+    client.tls_set_context(context)
+    client.connect_timeout = connection.connect_timeout_s
+    client.max_inflight_messages_set(0)  # the device keeps AWS IoT's 100 itself
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        session.connack = int(reason.value)
+
+    client.on_connect = on_connect
+    if on_publish is not None:
+        client.on_publish = lambda _c, _u, mid, _r, _p: on_publish(mid)
+    with gevent.Timeout(connection.connect_timeout_s + connection.connack_timeout_s):
+        client.connect(endpoint.host, endpoint.port, keepalive=connection.keepalive_s)
+    deadline = time.monotonic() + connection.connack_timeout_s
+    while session.connack is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            client.disconnect()
+            raise TimeoutError("no CONNACK")
+        if client.loop(timeout=min(left, 1.0)) is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise _ClosedBeforeConnackError()
+    if session.connack != 0:
+        raise _ConnackRefusedError(f"CONNACK refused ({session.connack})")
+    return client
+
+
+def _ended(session: _Session) -> bool:
+    return session.finished
+
+
+def _finish(session: _Session) -> None:
+    session.finished = True
+    session.connected = False
+    for _, timeout in session.pending.values():
+        timeout.stop()
+
+
+def _hang_up(client: _Client) -> None:
+    with contextlib.suppress(Exception):  # the connection may be gone already
+        client.disconnect()
+        client.loop(timeout=0.1)
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _later(delay_s: float, callback: Callable[[], None]) -> Any:
+    """A hub timer: `callback` runs in the hub, so it must only post."""
+    watcher = gevent.get_hub().loop.timer(max(0.0, delay_s))
+    watcher.start(callback)
+    return watcher
