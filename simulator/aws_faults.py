@@ -143,14 +143,14 @@ class FailoverRecord:
             raise AwsFaultError(f"stack {stack} has no parameter {exc}") from None
 
     def _sets(self, route53: Route53Client) -> dict[str, Any]:
-        name = self.record_name.rstrip(".") + "."
+        name = self.record_name.rstrip(".")
         answer = route53.list_resource_record_sets(
-            HostedZoneId=self.hosted_zone_id, StartRecordName=name, StartRecordType="CNAME"
+            HostedZoneId=self.hosted_zone_id, StartRecordName=name + ".", StartRecordType="CNAME"
         )
         sets = {
             str(s.get("SetIdentifier", "")): s
             for s in answer["ResourceRecordSets"]
-            if s["Name"] == name and s["Type"] == "CNAME"
+            if s["Name"].rstrip(".") == name and s["Type"] == "CNAME"
         }
         for role in ("primary", "secondary"):
             if role not in sets:

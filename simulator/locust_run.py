@@ -34,7 +34,7 @@ def locustfile() -> str:
     return spec.origin
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -88,7 +88,7 @@ def run_on_testbed(
 ) -> int:
     """Master and `args.workers` local workers against `testbed`; the master's exit code."""
     workers = max(1, int(args.workers))
-    port = _free_port()
+    port = free_port()
     out = Path(args.out).resolve()
 
     def wrap(argv: Sequence[str]) -> list[str]:

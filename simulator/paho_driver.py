@@ -153,7 +153,7 @@ def classify_paho(exc: BaseException) -> tuple[FailureKind, str]:
     if isinstance(exc, (TimeoutError, gevent.Timeout)):
         return FailureKind.TIMEOUT, "timeout"
     if isinstance(exc, ssl.SSLError):
-        return FailureKind.TLS, exc.reason or name
+        return FailureKind.TLS, getattr(exc, "reason", None) or name
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
         return FailureKind.JITR_HANGUP, name
     if isinstance(exc, OSError) and exc.errno in (113, 101):  # EHOSTUNREACH, ENETUNREACH
