@@ -26,7 +26,15 @@ import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+import yaml
+
+from iotdr.agent.core.endpoints import region_of
+from iotdr.agent.core.settings import ConfigError
+from iotdr.simulator.real_run import Target
+from iotdr.simulator.scenario import Scenario, device_settings
 
 if TYPE_CHECKING:
     from types_boto3_cloudformation.client import CloudFormationClient
@@ -187,3 +195,51 @@ class FailoverRecord:
 def cname_target(target: str, endpoints: Mapping[str, str]) -> str:
     """A scenario's CNAME target (a role or a host name) as a host name."""
     return endpoints.get(target, target)
+
+
+# -- a run against real endpoints -------------------------------------------
+
+REAL_AWS_FAULTS = ("kill", "restore", "blackhole", "heal", "cname")
+
+
+def check_timeline(scenario: Scenario, *, has_dns_record: bool) -> None:
+    """Faults that cannot be made on real AWS are refused before the run."""
+    for index, fault in enumerate(scenario.timeline):
+        if fault.fault not in REAL_AWS_FAULTS:
+            raise ConfigError(
+                scenario.source,
+                f"timeline[{index}].fault",
+                f"{fault.fault} needs the testbed; on real AWS: {', '.join(REAL_AWS_FAULTS)}",
+            )
+        if fault.fault == "cname" and not has_dns_record:
+            raise ConfigError(
+                scenario.source,
+                f"timeline[{index}].fault",
+                "cname on real AWS changes the Route 53 record: give --dns-stack",
+            )
+
+
+def endpoints_target(config: Path, certificates: Path) -> Target:
+    """The fleet's target from an agent.yaml-style file (`endpoints`, `dns`)."""
+    source = str(config)
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(source, "(file)", f"cannot read: {exc}") from None
+    if not isinstance(data, dict) or "endpoints" not in data:
+        raise ConfigError(source, "endpoints", "is required (primary and secondary hosts)")
+    base = {key: data[key] for key in ("endpoints", "dns") if key in data}
+    settings = device_settings({}, base=base, source=source)
+    if settings.primary is None or settings.secondary is None:
+        raise ConfigError(source, "endpoints", "needs both primary and secondary")
+    roles = {
+        "primary": region_of(settings.primary.host) or settings.primary.host,
+        "secondary": region_of(settings.secondary.host) or settings.secondary.host,
+    }
+    return Target(base_config=base, role_to_region=roles, certificates=certificates, testbed=None)
+
+
+def endpoint_hosts(target: Target) -> dict[str, str]:
+    settings = device_settings({}, base=target.base_config, source="endpoints")
+    assert settings.primary is not None and settings.secondary is not None
+    return {"primary": settings.primary.host, "secondary": settings.secondary.host}

@@ -45,6 +45,7 @@ _READY_GRACE_S = 60.0
 _RESULTS_GRACE_S = 60.0
 _OBSERVER_GRACE_S = 2.0
 _POLL_S = 0.25
+_FAULT_GRACE_S = 30.0
 
 # Applies one fault; returns once it is in effect.
 FaultApplier = Callable[[Fault], None]
@@ -57,6 +58,7 @@ class _Worker:
     ready: dict[str, Any] | None = None
     results: dict[str, Any] | None = None
     lost: bool = False
+    faults_done: int = 0  # worker-side faults in effect there
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class Conductor:
     _changed: gevent.event.Event = field(default_factory=gevent.event.Event)
     report: WrittenReport | None = None
     _ramp_start: float = 0.0
+    _worker_faults: int = 0
 
     # -- messages from workers (Locust calls these in its receive loop) ---
 
@@ -79,6 +82,14 @@ class Conductor:
         worker = self.workers.get(msg.node_id)
         if worker is not None:
             worker.ready = dict(msg.data)
+            self._changed.set()
+
+    def on_fault_done(self, environment: Any, msg: Any) -> None:
+        worker = self.workers.get(msg.node_id)
+        if worker is not None:
+            worker.faults_done = max(worker.faults_done, int(msg.data["index"]) + 1)
+            if msg.data.get("error"):
+                self.progress(f"worker {msg.node_id}: fault not applied: {msg.data['error']}")
             self._changed.set()
 
     def on_results(self, environment: Any, msg: Any) -> None:
@@ -144,7 +155,9 @@ class Conductor:
         node = self.runner.clients.get(worker.node_id)
         return node is not None and node.state != "missing"
 
-    def _wait(self, done: Callable[[_Worker], bool], deadline: float) -> None:
+    def _wait(
+        self, done: Callable[[_Worker], bool], deadline: float, *, late_is_lost: bool = True
+    ) -> None:
         """Until every worker is done, lost (Locust's heartbeats), or the deadline."""
         while True:
             for worker in self.workers.values():
@@ -155,12 +168,22 @@ class Conductor:
                 return
             if time.monotonic() >= deadline:
                 for worker in self.workers.values():
-                    if not done(worker) and not worker.lost:
+                    if not done(worker) and not worker.lost and late_is_lost:
                         worker.lost = True
                         self.progress(f"worker {worker.node_id} did not answer in time")
                 return
             self._changed.clear()
             self._changed.wait(_POLL_S)
+
+    def worker_fault(self, fault: Fault, hosts: list[str]) -> None:
+        """A fault every worker applies in its own namespace; returns once
+        each live worker says it is in effect there (real AWS)."""
+        index = self._worker_faults
+        self._worker_faults += 1
+        data = {"index": index, "fault": fault.fault, "region": fault.region, "hosts": hosts}
+        self.runner.send_message(wire.FAULT, data)
+        deadline = time.monotonic() + _FAULT_GRACE_S
+        self._wait(lambda w: w.faults_done > index, deadline, late_is_lost=False)
 
     def _timeline(self, t0: float) -> list[tuple[float, Fault]]:
         applied = []

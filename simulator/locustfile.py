@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import gevent
 import gevent.event
 from locust import User, constant, events, task
@@ -31,11 +33,19 @@ from locust.runners import MasterRunner, WorkerRunner
 from iotdr.agent.core.failures import FailureKind
 from iotdr.agent.core.settings import ConfigError
 from iotdr.simulator import wire
-from iotdr.simulator.aws_faults import apply_worker_fault
+from iotdr.simulator.aws_faults import (
+    AwsFaultError,
+    FailoverRecord,
+    apply_worker_fault,
+    check_timeline,
+    cname_target,
+    endpoint_hosts,
+    endpoints_target,
+)
 from iotdr.simulator.locust_master import Conductor
 from iotdr.simulator.real_run import testbed_target
 from iotdr.simulator.run import certificates_dir
-from iotdr.simulator.scenario import load_scenario, parse_scenario
+from iotdr.simulator.scenario import Fault, Scenario, load_scenario, parse_scenario
 from iotdr.simulator.testbed_faults import apply_fault
 from iotdr.simulator.worker_fleet import WorkerFleet
 from iotdr.testbed.prerequisites import raise_open_files_limit
@@ -68,6 +78,15 @@ def _options(parser: Any) -> None:
         help="device certificates here (worker; default: the master's path)",
     )
     group.add_argument(
+        "--iotdr-endpoints",
+        default="",
+        help="real endpoints: an agent.yaml with endpoints/dns (master)",
+    )
+    group.add_argument(
+        "--iotdr-dns-stack", default="", help="the iotdr cloud DNS stack, for cname faults (master)"
+    )
+    group.add_argument("--iotdr-dns-region", default="", help="the DNS stack's region (master)")
+    group.add_argument(
         "--iotdr-netns", default="", help="worker-side faults in this network namespace (worker)"
     )
 
@@ -96,6 +115,7 @@ class _Master:
         self._started = False
         environment.runner.register_message(wire.READY, self._forward("on_ready"))
         environment.runner.register_message(wire.RESULTS, self._forward("on_results"))
+        environment.runner.register_message(wire.FAULT_DONE, self._forward("on_fault_done"))
         environment.events.test_start.add_listener(self._test_start)
 
     def _forward(self, name: str) -> Any:
@@ -124,28 +144,71 @@ class _Master:
         environment.runner.quit()
 
     def _conduct(self) -> int:
+        def progress(line: str) -> None:
+            print(f"iotdr: {line}", file=sys.stderr, flush=True)
+
         options = self._environment.parsed_options
         path = Path(options.iotdr_scenario)
         scenario = load_scenario(path)
         if options.iotdr_devices:
             scenario = scenario.with_devices(options.iotdr_devices)
-        if not options.iotdr_testbed:
-            raise ConfigError(str(path), "(run)", "the Locust engine needs --iotdr-testbed here")
-        testbed = Testbed.load(Path(options.iotdr_testbed))
-        target = testbed_target(testbed, certificates_dir(testbed))
+        out = Path(options.iotdr_out)
+        if options.iotdr_testbed:
+            testbed = Testbed.load(Path(options.iotdr_testbed))
+            conductor = Conductor(
+                runner=self._environment.runner,
+                scenario=scenario,
+                scenario_text=path.read_text(),
+                target=testbed_target(testbed, certificates_dir(testbed)),
+                out=out,
+                apply_fault=lambda fault: apply_fault(testbed, fault),
+                progress=progress,
+            )
+        elif options.iotdr_endpoints:
+            conductor = self._real_aws(scenario, path, out, progress)
+        else:
+            raise ConfigError(str(path), "(run)", "give a testbed or real endpoints")
+        self._conductor = conductor
+        report = conductor.run()
+        print(report.summary(), flush=True)
+        return EXIT_PASS if report.passed else EXIT_FAIL
+
+    def _real_aws(
+        self, scenario: Scenario, path: Path, out: Path, progress: Callable[[str], None]
+    ) -> Conductor:
+        """Real endpoints: region faults by the workers, cname by Route 53."""
+        options = self._environment.parsed_options
+        if not options.iotdr_certificates:
+            raise ConfigError(str(path), "(run)", "real endpoints need --iotdr-certificates")
+        target = endpoints_target(Path(options.iotdr_endpoints), Path(options.iotdr_certificates))
+        record = route53 = None
+        if options.iotdr_dns_stack:
+            region = options.iotdr_dns_region or None
+            cloudformation = boto3.client("cloudformation", region_name=region)
+            route53 = boto3.client("route53")
+            record = FailoverRecord.from_stack(cloudformation, options.iotdr_dns_stack)
+        check_timeline(scenario, has_dns_record=record is not None)
+        hosts = endpoint_hosts(target)
+        named = record.endpoints(route53) if record is not None and route53 is not None else {}
+
+        def apply(fault: Fault) -> None:
+            if fault.fault == "cname":
+                assert record is not None and route53 is not None and fault.target
+                record.point_at(route53, cname_target(fault.target, named), fault.ttl)
+            else:
+                assert fault.region is not None
+                conductor.worker_fault(fault, [hosts[fault.region]])
+
         conductor = Conductor(
             runner=self._environment.runner,
             scenario=scenario,
             scenario_text=path.read_text(),
             target=target,
-            out=Path(options.iotdr_out),
-            apply_fault=lambda fault: apply_fault(testbed, fault),
-            progress=lambda line: print(f"iotdr: {line}", file=sys.stderr, flush=True),
+            out=out,
+            apply_fault=apply,
+            progress=progress,
         )
-        self._conductor = conductor
-        report = conductor.run()
-        print(report.summary(), flush=True)
-        return EXIT_PASS if report.passed else EXIT_FAIL
+        return conductor
 
 
 # -- a worker -------------------------------------------------------------
@@ -156,6 +219,11 @@ class _Worker:
         self._environment = environment
         self._t0: gevent.event.AsyncResult[float] = gevent.event.AsyncResult()
         self._fleet: WorkerFleet | None = None
+        # Locust copies the master's custom arguments over a worker's when
+        # the test starts; these two are the worker's own, so keep them now.
+        options = environment.parsed_options
+        self._certificates = str(options.iotdr_certificates) if options else ""
+        self._netns = str(options.iotdr_netns) if options else ""
         runner = environment.runner
         runner.register_message(wire.SHARD, self._on_shard)
         runner.register_message(wire.T0, lambda environment, msg, **_: self._t0.set(msg.data["t0"]))
@@ -166,10 +234,9 @@ class _Worker:
         gevent.spawn(self._run, dict(msg.data))
 
     def _run(self, data: dict[str, Any]) -> None:
-        options = self._environment.parsed_options
         scenario = parse_scenario(data["scenario"], data["source"])
         scenario = scenario.with_devices(int(data["devices"]))
-        certificates = Path(options.iotdr_certificates or data["certificates"])
+        certificates = Path(self._certificates or data["certificates"])
         runner = self._environment.runner
         fleet = self._fleet = WorkerFleet(
             scenario,
@@ -199,9 +266,13 @@ class _Worker:
         )
 
     def _on_fault(self, environment: Any, msg: Any, **_kw: Any) -> None:
-        options = self._environment.parsed_options
-        apply_worker_fault(options.iotdr_netns or os.environ.get("IOTDR_NETNS", ""), msg.data)
-        self._environment.runner.send_message(wire.FAULT_DONE, {"index": msg.data["index"]})
+        error = None
+        try:
+            apply_worker_fault(self._netns or os.environ.get("IOTDR_NETNS", ""), msg.data)
+        except AwsFaultError as exc:
+            error = str(exc)
+        reply = {"index": msg.data["index"], "error": error}
+        self._environment.runner.send_message(wire.FAULT_DONE, reply)
 
     def _quitting(self, **_kw: Any) -> None:
         if self._fleet is not None:

@@ -17,7 +17,7 @@ import pytest
 
 from iotdr.simulator.device import DeviceRecord
 from iotdr.simulator.expectations import expectations
-from iotdr.simulator.locust_run import free_port, master_argv, worker_argv
+from iotdr.simulator.locust_run import free_port, locustfile, master_argv, worker_argv
 from iotdr.simulator.results import DeviceSummary, RunFacts, fleet_report
 from iotdr.simulator.run import certificates_dir, connect_limits, fleet_tls_environment
 from iotdr.simulator.scenario import Criteria, load_scenario
@@ -167,3 +167,69 @@ def test_a_worker_killed_mid_run_is_reported_and_the_run_ends(tmp_path: Path) ->
     assert all(row["recovered"] == "False" for row in lost)
     assert report["recovered"] == 0.5  # the surviving worker's devices all recovered
     assert report["verdict"] == "fail"
+
+
+def test_real_endpoint_mode_cuts_a_region_from_inside_the_workers_namespace(
+    tmp_path: Path,
+) -> None:
+    """The real-AWS path, with the testbed's regions standing in for AWS IoT:
+    no testbed verb is used; the master tells each worker to cut the
+    primary's addresses in its own namespace (iptables), and the fleet
+    fails over as it would from a region it can no longer reach."""
+    devices = 40
+    scenario_path = tmp_path / "outage.yaml"
+    scenario_path.write_text(HARD_DOWN.format(devices=devices, duration=8))
+    scenario = load_scenario(scenario_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    testbed = Testbed.up(tmp_path / "testbed", connect_limits=connect_limits(scenario.limits))
+    started: list[subprocess.Popen[str]] = []
+    try:
+        certificates = certificates_dir(testbed)
+        issue_client_certificates(testbed.layout, scenario.fleet.client_ids(), certificates)
+        env = fleet_tls_environment(certificates)
+        port = free_port()
+        master = [
+            sys.executable, "-m", "locust", "-f", locustfile(), "--master", "--headless",
+            "--only-summary", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--expect-workers", "2", "-u", "2", "-r", "2",
+            "--iotdr-scenario", str(scenario_path), "--iotdr-out", str(out),
+            "--iotdr-endpoints", str(testbed.info.agent_config),
+            "--iotdr-certificates", str(certificates),
+        ]  # fmt: skip
+        started.append(
+            subprocess.Popen(
+                testbed.netns_argv(master),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+        )
+        for _ in range(2):
+            argv = worker_argv("127.0.0.1", port, netns=testbed.netns)
+            started.append(
+                subprocess.Popen(
+                    testbed.netns_argv(argv),
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )  # fmt: skip
+            )
+        _, log = started[0].communicate(timeout=180)
+        assert started[0].returncode in (0, 1), log[-3000:]
+        assert "not applied" not in log, log[-3000:]
+        assert "kill primary" in log
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        testbed.down()
+    report = json.loads((out / "report.json").read_text())
+    assert report["engine"] == "locust"
+    assert report["devices"] == report["disrupted"] == devices
+    assert report["recovered"] == 1.0  # all on the secondary, which no one cut
+    assert report["messages"]["observed"] is False  # no testbed observer on real AWS
+    assert report["messages"]["lost"] == 0
