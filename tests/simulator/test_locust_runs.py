@@ -204,7 +204,7 @@ def test_real_endpoint_mode_cuts_a_region_from_inside_the_workers_namespace(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
         )
         for _ in range(2):
             argv = worker_argv("127.0.0.1", port, netns=testbed.netns)
@@ -215,7 +215,7 @@ def test_real_endpoint_mode_cuts_a_region_from_inside_the_workers_namespace(
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     text=True,
-                )  # fmt: skip
+                )
             )
         _, log = started[0].communicate(timeout=180)
         assert started[0].returncode in (0, 1), log[-3000:]
