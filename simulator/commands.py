@@ -57,6 +57,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="local: one process (CRT); locust: a Locust master and --workers worker processes",
     )  # fmt: skip
     run.add_argument("--workers", type=int, default=2, help="local Locust workers (default: 2)")
+    run.add_argument(
+        "--expect-workers", type=int,
+        help="locust: workers to wait for, local and remote (default: --workers)",
+    )  # fmt: skip
+    run.add_argument(
+        "--master-bind-host", default="127.0.0.1",
+        help="locust: where remote workers reach the master (default: 127.0.0.1)",
+    )  # fmt: skip
+    run.add_argument("--dns-stack", help="locust, real endpoints: the iotdr cloud DNS stack")
+    run.add_argument("--dns-region", help="the DNS stack's region")
     run.set_defaults(func=run_outer)
 
     worker = commands.add_parser("worker", help="join a distributed (Locust) run as a worker")

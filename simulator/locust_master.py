@@ -258,7 +258,8 @@ class Conductor:
         process.terminate()
         process.wait(30)
         data = json.loads(out.read_text())
-        return Observed(distinct=int(data["distinct"]), total=int(data["total"]))
+        received = {client: frozenset(seqs) for client, seqs in data["received"].items()}
+        return Observed(distinct=int(data["distinct"]), total=int(data["total"]), received=received)
 
     def _region_seconds(self, t0_wall: float) -> list[RegionSecond]:
         testbed = self.target.testbed

@@ -20,10 +20,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from iotdr.simulator.scenario import Scenario
 from iotdr.testbed.testbed import Testbed
 
 _WORKER_EXIT_S = 30.0
 _EXPECT_WORKERS_MAX_WAIT_S = 120
+_DEFAULT_MASTER_PORT = 5557  # Locust's; remote workers find it without being told
 
 
 def locustfile() -> str:
@@ -44,7 +46,7 @@ def master_argv(
     scenario: Path,
     *,
     out: Path,
-    testbed: Path,
+    testbed: Path | None,
     workers: int,
     port: int,
     devices: int | None,
@@ -59,8 +61,9 @@ def master_argv(
         "-u", str(workers), "-r", str(workers),
         "--csv", str(out / "locust"),
         "--iotdr-scenario", str(scenario), "--iotdr-out", str(out),
-        "--iotdr-testbed", str(testbed),
     ]  # fmt: skip
+    if testbed is not None:
+        argv += ["--iotdr-testbed", str(testbed)]
     if devices is not None:
         argv += ["--iotdr-devices", str(devices)]
     return argv
@@ -80,6 +83,59 @@ def worker_argv(
     return argv
 
 
+def _run_master_and_workers(
+    master: list[str], workers: list[list[str]], env: dict[str, str], quiet: bool
+) -> int:
+    process = subprocess.Popen(master, env=env, stdout=subprocess.DEVNULL if quiet else None)
+    started = [subprocess.Popen(argv, env=env) for argv in workers]
+    try:
+        code = process.wait()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+        for worker in started:
+            try:
+                worker.wait(_WORKER_EXIT_S)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+    return code
+
+
+def run_on_endpoints(args: argparse.Namespace, scenario: Scenario, out: Path) -> int:
+    """A master in real-endpoint mode, `--workers` local workers, and as many
+    remote ones as `--expect-workers` adds. Region faults need workers in a
+    namespace of their own (`iotdr simulate worker --netns`)."""
+    certificates = scenario.fleet.certificates
+    if certificates is None or not (certificates / "ca.pem").is_file():
+        print(
+            f"iotdr simulate: {scenario.source}: fleet.certificates: must name a directory "
+            "with ca.pem and ID.pem/ID.key per device when --endpoints is given",
+            file=sys.stderr,
+        )
+        return 2
+    local = max(0, int(args.workers))
+    expect = int(args.expect_workers or local)
+    if expect < 1:
+        print("iotdr simulate: --engine locust needs at least one worker", file=sys.stderr)
+        return 2
+    port = free_port() if args.master_bind_host == "127.0.0.1" else _DEFAULT_MASTER_PORT
+    master = master_argv(
+        Path(args.scenario).resolve(), out=out.resolve(), testbed=None, workers=expect,
+        port=port, devices=args.devices, bind_host=args.master_bind_host,
+    )  # fmt: skip
+    master += ["--iotdr-endpoints", str(Path(args.endpoints).resolve())]
+    master += ["--iotdr-certificates", str(certificates.resolve())]
+    if args.dns_stack:
+        master += ["--iotdr-dns-stack", args.dns_stack]
+    if args.dns_region:
+        master += ["--iotdr-dns-region", args.dns_region]
+    workers = [worker_argv("127.0.0.1", port) for _ in range(local)]
+    env = {**os.environ, "SSL_CERT_FILE": str(certificates / "ca.pem")}
+    return _run_master_and_workers(master, workers, env, bool(args.quiet))
+
+
 def run_on_testbed(
     args: argparse.Namespace,
     testbed: Testbed,
@@ -94,36 +150,18 @@ def run_on_testbed(
     def wrap(argv: Sequence[str]) -> list[str]:
         return list(argv) if inside else testbed.netns_argv(argv)
 
-    master = subprocess.Popen(
-        wrap(
-            master_argv(
-                Path(args.scenario).resolve(),
-                out=out,
-                testbed=testbed.directory.resolve(),
-                workers=workers,
-                port=port,
-                devices=args.devices,
-            )
-        ),
-        env=env,
-        stdout=subprocess.DEVNULL if args.quiet else None,
-    )  # fmt: skip
-    started = [
-        subprocess.Popen(wrap(worker_argv("127.0.0.1", port)), env=env) for _ in range(workers)
-    ]
-    try:
-        code = master.wait()
-    finally:
-        if master.poll() is None:
-            master.terminate()
-            master.wait(30)
-        for worker in started:
-            try:
-                worker.wait(_WORKER_EXIT_S)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-    return code
+    master = wrap(
+        master_argv(
+            Path(args.scenario).resolve(),
+            out=out,
+            testbed=testbed.directory.resolve(),
+            workers=workers,
+            port=port,
+            devices=args.devices,
+        )
+    )
+    local = [wrap(worker_argv("127.0.0.1", port)) for _ in range(workers)]
+    return _run_master_and_workers(master, local, env, bool(args.quiet))
 
 
 def run_worker(args: argparse.Namespace) -> int:

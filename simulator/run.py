@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from iotdr.agent.core.settings import ConfigError
-from iotdr.simulator.locust_run import run_on_testbed
+from iotdr.simulator.locust_run import run_on_endpoints, run_on_testbed
 from iotdr.simulator.scenario import Limits, Scenario, load_scenario
 from iotdr.simulator.virtual_command import run_virtual_command
 from iotdr.testbed.connect_limits import ConnectLimits
@@ -121,6 +121,8 @@ def run_outer(args: argparse.Namespace) -> int:
         return EXIT_PASS if run_virtual_command(args, scenario) else EXIT_FAIL
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.endpoints is not None and getattr(args, "engine", "local") == "locust":
+        return run_on_endpoints(args, scenario, out)
     if args.endpoints is not None:
         return run_against_endpoints(args, scenario, out)
     owned = args.testbed is None

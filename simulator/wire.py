@@ -34,6 +34,7 @@ def record_to_wire(record: DeviceRecord) -> dict[str, Any]:
         "produced": record.produced,
         "acknowledged": record.acknowledged,
         "resent": record.resent,
+        "acknowledged_sequences": sorted(record.acknowledged_sequences),
     }
 
 
@@ -56,6 +57,7 @@ def record_from_wire(data: Mapping[str, Any]) -> DeviceRecord:
         produced=int(data["produced"]),
         acknowledged=int(data["acknowledged"]),
         resent=int(data["resent"]),
+        acknowledged_sequences={int(s) for s in data.get("acknowledged_sequences", ())},
     )
 
 

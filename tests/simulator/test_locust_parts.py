@@ -49,6 +49,7 @@ def test_a_record_survives_the_trip_with_full_precision() -> None:
         produced=12,
         acknowledged=11,
         resent=1,
+        acknowledged_sequences={0, 1, 2, 5},
     )
     assert wire.record_from_wire(wire.record_to_wire(record)) == record
 
