@@ -80,9 +80,15 @@ def outage_commands(role: str, addresses: Sequence[str], how: str) -> list[list[
     return commands
 
 
+# A worker whose process already has a namespace of its own (a Kubernetes
+# pod, a container) says so with this name instead of a named namespace.
+OWN_NAMESPACE = "self"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerOutage:
-    """iptables rules in one named network namespace (never the host's)."""
+    """iptables rules in one named network namespace (never the host's
+    unless the worker says its namespace is its own: OWN_NAMESPACE)."""
 
     netns: str
 
@@ -90,13 +96,13 @@ class WorkerOutage:
         if not self.netns:
             raise AwsFaultError(
                 "worker-side faults need the worker's own network namespace "
-                "(iotdr simulate worker --netns NS); refusing to touch this host's firewall"
+                "(iotdr simulate worker --netns NS, or --netns self in a pod); "
+                "refusing to touch this host's firewall"
             )
 
     def _run(self, argv: Sequence[str], check: bool = True) -> bool:
-        done = subprocess.run(
-            ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, check=False
-        )
+        prefix = [] if self.netns == OWN_NAMESPACE else ["ip", "netns", "exec", self.netns]
+        done = subprocess.run([*prefix, *argv], capture_output=True, text=True, check=False)
         if check and done.returncode != 0:
             raise AwsFaultError(f"{' '.join(argv)}: {done.stderr.strip()[:200]}")
         return done.returncode == 0

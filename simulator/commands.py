@@ -73,7 +73,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     worker.add_argument("--master", required=True, help="the Locust master's host")
     worker.add_argument("--master-port", type=int, default=5557)
     worker.add_argument("--certificates", help="device certificates here (ID.pem, ID.key, ca.pem)")
-    worker.add_argument("--netns", help="run the devices in this network namespace")
+    worker.add_argument(
+        "--netns",
+        help="run the devices in this network namespace, where region outages are made "
+        "(self: this process's own, e.g. a pod's)",
+    )
     worker.set_defaults(func=_worker)
 
     certs = commands.add_parser("certs", help="mint device certificates from a testbed's CA")

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from iotdr.simulator.aws_faults import OWN_NAMESPACE
 from iotdr.simulator.scenario import Scenario
 from iotdr.testbed.testbed import Testbed
 
@@ -167,6 +168,6 @@ def run_on_testbed(
 def run_worker(args: argparse.Namespace) -> int:
     """`iotdr simulate worker --master HOST`: this machine joins a run."""
     argv = worker_argv(args.master, args.master_port, args.certificates, args.netns)
-    if args.netns:
+    if args.netns and args.netns != OWN_NAMESPACE:
         argv = ["ip", "netns", "exec", args.netns, *argv]
     return subprocess.run(argv, check=False, env=dict(os.environ)).returncode
