@@ -255,13 +255,17 @@ class _Worker:
             {"records": [wire.record_to_wire(r) for r in records], "stats": fleet.stats()},
         )
 
-    def _connect_seen(self, region: str, seconds: float, failure: FailureKind | None) -> None:
+    def _connect_seen(
+        self, region: str, seconds: float, failure: tuple[FailureKind, str] | None
+    ) -> None:
         self._environment.events.request.fire(
             request_type="CONNECT",
             name=region,
             response_time=seconds * 1000,
             response_length=0,
-            exception=None if failure is None else ConnectionError(failure.value),
+            exception=None
+            if failure is None
+            else ConnectionError(f"{failure[0].value}: {failure[1]}"),
             context={},
         )
 

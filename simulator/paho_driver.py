@@ -66,7 +66,8 @@ from iotdr.simulator.gevent_dns import GeventDns
 log = logging.getLogger("iotdr.simulator")
 
 # Connection-level outcomes, for whoever watches (Locust's live statistics).
-ConnectWatcher = Callable[[str, float, FailureKind | None], None]
+# (region, seconds from the Connect, the failure's kind and detail or None)
+ConnectWatcher = Callable[[str, float, tuple[FailureKind, str] | None], None]
 
 
 class GeventInbox:
@@ -143,7 +144,7 @@ def classify_paho(exc: BaseException) -> tuple[FailureKind, str]:
     """The core's kind of a failed connect, from what paho raised."""
     name = type(exc).__name__
     if isinstance(exc, _ClosedBeforeConnackError):
-        return FailureKind.JITR_HANGUP, "closed before CONNACK"
+        return FailureKind.JITR_HANGUP, f"closed before CONNACK ({exc})"
     if isinstance(exc, _ConnackRefusedError):
         return FailureKind.AUTH, str(exc)
     if isinstance(exc, socket.gaierror):
@@ -290,7 +291,7 @@ class PahoDriver:
             kind, detail = classify_paho(exc)
             if not session.finished:
                 _finish(session)
-                self._connect_result(endpoint, session, kind)
+                self._connect_result(endpoint, session, (kind, detail))
                 event = ConnectFailed(
                     now=time.monotonic(), attempt=session.attempt, failure=kind, detail=detail
                 )
@@ -302,8 +303,12 @@ class PahoDriver:
         self._connect_result(endpoint, session, None)
         self.post(ConnectSucceeded(now=time.monotonic(), attempt=session.attempt))
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        # An idle device wakes only for its keepalive: writes from other
+        # greenlets wake select() through paho's socket pair, and a close
+        # kills this greenlet.
+        idle_s = max(1.0, self._settings.connection.keepalive_s / 4)
         while not session.finished and rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
-            rc = client.loop(timeout=1.0)
+            rc = client.loop(timeout=idle_s)
         if _ended(session):  # closed on purpose
             return
         _finish(session)
@@ -329,11 +334,11 @@ class PahoDriver:
         )
 
     def _connect_result(
-        self, endpoint: Endpoint, session: _Session, kind: FailureKind | None
+        self, endpoint: Endpoint, session: _Session, failure: tuple[FailureKind, str] | None
     ) -> None:
         watcher = self._fleet.on_connect
         if watcher is not None:
-            watcher(endpoint.region or endpoint.host, time.monotonic() - session.started, kind)
+            watcher(endpoint.region or endpoint.host, time.monotonic() - session.started, failure)
 
     # -- telemetry -------------------------------------------------------
 
@@ -497,8 +502,9 @@ def open_client(
         if left <= 0:
             client.disconnect()
             raise TimeoutError("no CONNACK")
-        if client.loop(timeout=min(left, 1.0)) is not MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise _ClosedBeforeConnackError()
+        rc = client.loop(timeout=min(left, 1.0))
+        if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise _ClosedBeforeConnackError(rc.name)
     if session.connack != 0:
         raise _ConnackRefusedError(f"CONNACK refused ({session.connack})")
     return client
