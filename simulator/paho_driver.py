@@ -289,6 +289,8 @@ class PahoDriver:
             client = self._open(session, endpoint)
         except Exception as exc:  # everything paho and the socket layer raise
             kind, detail = classify_paho(exc)
+            if session.client is not None:
+                _drop(session.client)
             if not session.finished:
                 _finish(session)
                 self._connect_result(endpoint, session, (kind, detail))
@@ -430,8 +432,11 @@ class PahoDriver:
         failback = self._settings.failback
         failure: FailureKind | None = None
         detail = ""
+        session: _Session | None = None
         try:
-            with gevent.Timeout(failback.probe_timeout_s):
+            # TimeoutError, not gevent.Timeout (a BaseException that would
+            # kill this greenlet and leave the core waiting for its result).
+            with gevent.Timeout(failback.probe_timeout_s, TimeoutError):
                 if command.depth is ProbeDepth.MQTT:
                     probe = replace(self._settings, client_id=f"{self._settings.client_id}-probe")
                     session = _Session(attempt=command.probe_id, started=time.monotonic())
@@ -449,6 +454,8 @@ class PahoDriver:
                     self._socket_probe(command)
         except Exception as exc:  # every way a probe fails is a result
             failure, detail = classify_paho(exc)
+            if session is not None and session.client is not None:
+                _drop(session.client)
         event = ProbeCompleted(
             now=time.monotonic(),
             probe_id=command.probe_id,
@@ -494,7 +501,7 @@ def open_client(
     client.on_connect = on_connect
     if on_publish is not None:
         client.on_publish = lambda _c, _u, mid, _r, _p: on_publish(mid)
-    with gevent.Timeout(connection.connect_timeout_s + connection.connack_timeout_s):
+    with gevent.Timeout(connection.connect_timeout_s + connection.connack_timeout_s, TimeoutError):
         client.connect(endpoint.host, endpoint.port, keepalive=connection.keepalive_s)
     deadline = time.monotonic() + connection.connack_timeout_s
     while session.connack is None:
@@ -525,10 +532,17 @@ def _hang_up(client: _Client) -> None:
     with contextlib.suppress(Exception):  # the connection may be gone already
         client.disconnect()
         client.loop(timeout=0.1)
-    sock = client.socket()
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
+    _drop(client)
+
+
+def _drop(client: _Client) -> None:
+    """Closes the client's socket (and paho's wake-up socket pair) now.
+
+    A failed attempt must not leave its connection open: the region would
+    keep it, and the device's next CONNECT would find its own client id
+    already connected (the broker closes the old one, AWS IoT too)."""
+    with contextlib.suppress(OSError):
+        client._reset_sockets()  # paho's own teardown (also run by its __del__)
 
 
 def _later(delay_s: float, callback: Callable[[], None]) -> Any:
