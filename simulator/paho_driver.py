@@ -492,6 +492,11 @@ def open_client(
     client = _Client(dns, client_id)
     session.client = client
     client.tls_set_context(context)
+    # Every write to the TLS socket happens in the session's greenlet, in
+    # its loop(): with this hook set, a publish from another greenlet only
+    # queues the packet and wakes that loop (paho's socket pair), instead of
+    # writing on the socket while the loop may be mid-write on it.
+    client.on_socket_register_write = _writes_in_the_loop
     client.connect_timeout = connection.connect_timeout_s
     client.max_inflight_messages_set(0)  # the device keeps AWS IoT's 100 itself
 
@@ -515,6 +520,10 @@ def open_client(
     if session.connack != 0:
         raise _ConnackRefusedError(f"CONNACK refused ({session.connack})")
     return client
+
+
+def _writes_in_the_loop(_client: Any, _userdata: Any, _sock: Any) -> None:
+    """paho's external-loop write hook: nothing to do, the loop writes."""
 
 
 def _ended(session: _Session) -> bool:
