@@ -9,6 +9,7 @@ agent reports the new connection and its heartbeat is seen there.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from iotdr.cli.agent_runner import AgentError, AgentRunner
 from iotdr.testbed.errors import TestbedError
-from iotdr.testbed.observer import Observer
+from iotdr.testbed.observer import ObservedMessage, Observer
 from iotdr.testbed.testbed import Testbed
 
 HEARTBEAT_S = 0.2
@@ -49,21 +50,26 @@ class Demo:
 
     def arrival(self, role: str, region: str, since: float, timeout: float) -> float:
         """Seconds from `since` until the agent is connected to `region` and
-        its heartbeat has reached that region's broker."""
+        a heartbeat it published after `since` has reached that region's
+        broker. A restored region replays the QoS 1 messages it saved before
+        it died; their timestamps are older, so they do not count."""
+        since_wall = time.time() - (time.monotonic() - since)
+
+        def fresh(m: ObservedMessage) -> bool:
+            if m.topic != self.topic or m.received_at <= since:
+                return False
+            try:
+                published = float(json.loads(m.payload)["ts"])
+            except (ValueError, KeyError, TypeError):
+                return False
+            return published >= since_wall
+
         self.agent.wait_connected(region, timeout)
         observer = self.observers[role]
         assert observer.wait_connected(timeout)
-        found = observer.wait_for(
-            lambda ms: any(m.topic == self.topic and m.received_at > since for m in ms), timeout
-        )
-        if not found:
+        if not observer.wait_for(lambda ms: any(fresh(m) for m in ms), timeout):
             raise AgentError(f"no heartbeat on {region} within {timeout} s")
-        first = min(
-            m.received_at
-            for m in observer.messages
-            if m.received_at > since and m.topic == self.topic
-        )
-        return first - since
+        return min(m.received_at for m in observer.messages if fresh(m)) - since
 
     def run(self) -> None:
         info = self.tb.info
