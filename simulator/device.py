@@ -16,7 +16,7 @@ every connection with its region and first acknowledgement) for the report.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from iotdr.agent.core.backoff import Rng
 from iotdr.agent.core.commands import Command, Connect, Disconnect, Why
@@ -64,6 +64,23 @@ class DeviceRecord:
     acknowledged: int = 0
     resent: int = 0
     acknowledged_sequences: set[int] = field(default_factory=set)
+
+    def relative_to(self, t0: float) -> DeviceRecord:
+        """The same record with every time counted from `t0`."""
+        return replace(
+            self,
+            attempts=[t - t0 for t in self.attempts],
+            connections=[
+                replace(
+                    c,
+                    connected_at=c.connected_at - t0,
+                    first_ack_at=None if c.first_ack_at is None else c.first_ack_at - t0,
+                    ended_at=None if c.ended_at is None else c.ended_at - t0,
+                )
+                for c in self.connections
+            ],
+            failures=dict(self.failures),
+        )
 
 
 class Device:

@@ -22,7 +22,7 @@ import dns.resolver
 import gevent.event
 
 from iotdr.agent.core.events import DnsAnswered, DnsFailed, Event
-from iotdr.simulator.shared_dns import _failure_kind
+from iotdr.simulator.shared_dns import dns_failure_kind
 
 _ADDRESS_CACHE_S = 5.0
 
@@ -87,7 +87,7 @@ class GeventDns:
             answer = self._resolver.resolve(name, dns.rdatatype.CNAME)
         except dns.exception.DNSException as exc:
             detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            return DnsFailed(now=time.monotonic(), failure=_failure_kind(exc), detail=detail)
+            return DnsFailed(now=time.monotonic(), failure=dns_failure_kind(exc), detail=detail)
         rrset = answer.rrset
         assert rrset is not None
         target = str(next(iter(rrset)).target).rstrip(".")

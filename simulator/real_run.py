@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,16 @@ import yaml
 
 from iotdr.agent.core.endpoints import region_of
 from iotdr.agent.core.events import Started
-from iotdr.agent.core.settings import Settings, TlsSettings
+from iotdr.agent.core.settings import Settings
 from iotdr.simulator.crt_sessions import CrtPlumbing
-from iotdr.simulator.device import Connection, Device, DeviceRecord
+from iotdr.simulator.device import Device
 from iotdr.simulator.driver import DeviceDriver, FleetContext, Telemetry
 from iotdr.simulator.expectations import Expectation, expectations
 from iotdr.simulator.inbox import Inbox
 from iotdr.simulator.probes import Prober
 from iotdr.simulator.progress import Progress, Snapshot
 from iotdr.simulator.results import Observed, RegionSecond, RunFacts
-from iotdr.simulator.scenario import Fault, Scenario, device_settings, for_device
+from iotdr.simulator.scenario import Fault, Scenario, device_settings, device_tls, for_device
 from iotdr.simulator.shared_dns import SharedDns
 from iotdr.simulator.testbed_faults import apply_fault
 from iotdr.testbed.testbed import Testbed
@@ -102,33 +102,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _device_tls(certificates: Path, client_id: str) -> TlsSettings:
-    return TlsSettings(
-        ca_file=str(certificates / "ca.pem"),
-        cert_file=str(certificates / f"{client_id}.pem"),
-        key_file=str(certificates / f"{client_id}.key"),
-    )
-
-
-def _shifted(record: DeviceRecord, t0: float) -> DeviceRecord:
-    return replace(
-        record,
-        attempts=[t - t0 for t in record.attempts],
-        connections=[
-            Connection(
-                attempt=c.attempt,
-                region=c.region,
-                why=c.why,
-                connected_at=c.connected_at - t0,
-                first_ack_at=None if c.first_ack_at is None else c.first_ack_at - t0,
-                ended_at=None if c.ended_at is None else c.ended_at - t0,
-            )
-            for c in record.connections
-        ],
-        failures=dict(record.failures),
-    )
-
-
 def _start(driver: DeviceDriver) -> None:
     driver.feed(Started(now=time.monotonic()))
 
@@ -189,7 +162,7 @@ class RealRun:
         rng = random.Random(scenario.seed)
         for client_id in scenario.fleet.client_ids():
             device_rng = random.Random(rng.getrandbits(64))
-            tls = _device_tls(target.certificates, client_id)
+            tls = device_tls(target.certificates, client_id)
             device = Device(client_id, for_device(settings, client_id, tls), device_rng)
             self._drivers.append(DeviceDriver(device, fleet))
         observer = self._start_observer(observer_out) if observer_out else None
@@ -211,7 +184,7 @@ class RealRun:
             fleet.producing = False
             self._phase = "draining"
             await self._drain(t0 + scenario.duration_s + scenario.drain_s)
-            records = [_shifted(d.device.record, t0) for d in self._drivers]
+            records = [d.device.record.relative_to(t0) for d in self._drivers]
             ticker.cancel()  # the last table shows the fleet as it ended the run
             lag_task.cancel()  # what follows is not the run
             self._phase = "stopping"

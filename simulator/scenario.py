@@ -364,3 +364,12 @@ def device_settings(
 def for_device(settings: Settings, client_id: str, tls: TlsSettings) -> Settings:
     """One device's settings: the fleet's, with its own identity."""
     return replace(settings, client_id=client_id, tls=tls)
+
+
+def device_tls(certificates: Path, client_id: str) -> TlsSettings:
+    """A device's files in a certificates directory: ID.pem, ID.key, ca.pem."""
+    return TlsSettings(
+        ca_file=str(certificates / "ca.pem"),
+        cert_file=str(certificates / f"{client_id}.pem"),
+        key_file=str(certificates / f"{client_id}.key"),
+    )

@@ -30,7 +30,7 @@ class _Answer:
     expires_at: float
 
 
-def _failure_kind(exc: Exception) -> DnsFailure:
+def dns_failure_kind(exc: Exception) -> DnsFailure:
     if isinstance(exc, dns.resolver.NXDOMAIN):
         return DnsFailure.NXDOMAIN
     if isinstance(exc, dns.resolver.NoAnswer):
@@ -80,7 +80,7 @@ class SharedDns:
             answer = await self._resolver.resolve(name, dns.rdatatype.CNAME)
         except dns.exception.DNSException as exc:
             detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            return DnsFailed(now=time.monotonic(), failure=_failure_kind(exc), detail=detail)
+            return DnsFailed(now=time.monotonic(), failure=dns_failure_kind(exc), detail=detail)
         rrset = answer.rrset
         assert rrset is not None
         target = str(next(iter(rrset)).target).rstrip(".")

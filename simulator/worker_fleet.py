@@ -16,15 +16,13 @@ import random
 import resource
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import gevent
 
 from iotdr.agent.core.events import Started
-from iotdr.agent.core.settings import TlsSettings
-from iotdr.simulator.device import Connection, Device, DeviceRecord
+from iotdr.simulator.device import Device, DeviceRecord
 from iotdr.simulator.gevent_dns import GeventDns
 from iotdr.simulator.paho_driver import (
     ConnectWatcher,
@@ -33,38 +31,10 @@ from iotdr.simulator.paho_driver import (
     PahoDriver,
     Telemetry,
 )
-from iotdr.simulator.scenario import Scenario, device_settings, for_device
+from iotdr.simulator.scenario import Scenario, device_settings, device_tls, for_device
 
 _TICK_S = 0.25
 _RAMP_GRACE_S = 30.0
-
-
-def device_tls(certificates: Path, client_id: str) -> TlsSettings:
-    return TlsSettings(
-        ca_file=str(certificates / "ca.pem"),
-        cert_file=str(certificates / f"{client_id}.pem"),
-        key_file=str(certificates / f"{client_id}.key"),
-    )
-
-
-def shifted(record: DeviceRecord, t0: float) -> DeviceRecord:
-    """The record with every time relative to t0."""
-    return replace(
-        record,
-        attempts=[t - t0 for t in record.attempts],
-        connections=[
-            Connection(
-                attempt=c.attempt,
-                region=c.region,
-                why=c.why,
-                connected_at=c.connected_at - t0,
-                first_ack_at=None if c.first_ack_at is None else c.first_ack_at - t0,
-                ended_at=None if c.ended_at is None else c.ended_at - t0,
-            )
-            for c in record.connections
-        ],
-        failures=dict(record.failures),
-    )
 
 
 def monotonic_of(wall: float) -> float:
@@ -139,7 +109,7 @@ class WorkerFleet:
         drain_end = t0 + scenario.duration_s + scenario.drain_s
         while time.monotonic() < drain_end and any(d.device.backlog for d in self.drivers):
             gevent.sleep(_TICK_S)
-        records = [shifted(d.device.record, t0) for d in self.drivers]
+        records = [d.device.record.relative_to(t0) for d in self.drivers]
         self.stop()
         return records
 
