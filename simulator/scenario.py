@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,6 @@ class Scenario:
     limits: Limits | None
     criteria: Criteria
     observe: bool = True  # count what reaches the regions (loss, duplicates)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def with_devices(self, devices: int) -> Scenario:
         fleet = Fleet(**{**_fields(self.fleet), "devices": devices})
@@ -203,7 +202,7 @@ def _parse(data: Mapping[str, Any], source: str, default_name: str) -> Scenario:
     scenario = Scenario(
         name=top.string("name", default_name),
         source=source,
-        description=top.string("description", " "),
+        description=top.string("description", ""),
         duration_s=duration,
         drain_s=_seconds(top, "drain_s", 10.0),
         seed=seed,
