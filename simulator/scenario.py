@@ -182,6 +182,15 @@ def _seconds(reader: Reader, name: str, default: float, *, minimum: float = 0.0)
     return _finite(reader, name, reader.number(name, default, minimum=minimum))
 
 
+# A rate is not a duration: AWS IoT raises the CONNECT quota far above the
+# longest duration a settings file accepts (a day, in seconds).
+MAX_RATE_PER_S = 10_000_000.0
+
+
+def _rate(reader: Reader, name: str, default: float) -> float:
+    return reader.number(name, default, minimum=0.1, maximum=MAX_RATE_PER_S)
+
+
 def _parse(data: Mapping[str, Any], source: str, default_name: str) -> Scenario:
     top = Reader(data, source, "")
     fleet = _fleet(top.section("fleet"))
@@ -239,9 +248,7 @@ def _fleet(reader: Reader) -> Fleet:
     fleet = Fleet(
         devices=devices,
         client_id=client_id,
-        connect_rate_per_s=_seconds(
-            reader, "connect_rate_per_s", _FLEET.connect_rate_per_s, minimum=0.1
-        ),
+        connect_rate_per_s=_rate(reader, "connect_rate_per_s", _FLEET.connect_rate_per_s),
         settle_s=_seconds(reader, "settle_s", _FLEET.settle_s),
         publish_interval_s=_seconds(
             reader, "publish_interval_s", _FLEET.publish_interval_s, minimum=0.01
@@ -308,7 +315,7 @@ def _limits(top: Reader) -> Limits | None:
     if rate_raw is None and "account_connects_per_s" in (raw or {}):
         rate = None  # explicitly unlimited
     else:
-        rate = _seconds(reader, "account_connects_per_s", 500.0, minimum=0.1)
+        rate = _rate(reader, "account_connects_per_s", 500.0)
     limits = Limits(
         account_connects_per_s=rate,
         client_connect_interval_s=_seconds(reader, "client_connect_interval_s", 1.0),

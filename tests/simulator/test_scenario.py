@@ -43,6 +43,17 @@ def test_defaults_are_the_agents() -> None:
     assert scenario.criteria.lost_max == 0
 
 
+def test_rates_may_exceed_the_longest_duration() -> None:
+    # A raised account quota (the million-device bench uses 100,000/s) is a
+    # rate, not a number of seconds capped at a day.
+    text = GOOD + "limits: {account_connects_per_s: 100000}\n"
+    scenario = parse_scenario(
+        text.replace("devices: 10", "devices: 10, connect_rate_per_s: 100000"), "s.yaml"
+    )
+    assert scenario.fleet.connect_rate_per_s == 100_000
+    assert scenario.limits is not None and scenario.limits.account_connects_per_s == 100_000
+
+
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
