@@ -29,8 +29,10 @@ unit: setup
 integration: setup
 	$(PY) -m pytest -m testbed -q
 
+# Two workers, a test file each at a time (module fixtures stay on one
+# worker); every testbed lives in its own network namespace.
 test: lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The Debian package: dist/iotdr-agent_VERSION_ARCH.deb (scripts/build-deb).
 deb: setup
