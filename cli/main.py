@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 # and says in one line what to install.
 _EXTRAS = {
     "cloud": ("boto3", "botocore", "tenacity"),
-    "testbed": ("cryptography",),
-    "simulator": ("cryptography", "matplotlib", "rich"),
+    "testbed": ("cryptography", "dns"),
+    "simulator": ("cryptography", "dns", "matplotlib", "rich"),
 }
 
 
@@ -71,9 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         try:
             register(sub)
         except ModuleNotFoundError as exc:
-            if exc.name not in _EXTRAS[extra]:
+            # `import dns.name` without dnspython names "dns" (or the submodule).
+            module = (exc.name or "").partition(".")[0]
+            if module not in _EXTRAS[extra]:
                 raise
-            _register_missing(sub, names, extra, exc.name)
+            _register_missing(sub, names, extra, module)
     return parser
 
 

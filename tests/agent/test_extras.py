@@ -12,7 +12,7 @@ import pytest
 # Modules a plain install lacks, hidden the way a missing package is.
 _HIDE = (
     "import sys\n"
-    "for m in ('boto3', 'botocore', 'cryptography', 'systemd', 'matplotlib', 'rich'):\n"
+    "for m in ('boto3', 'botocore', 'cryptography', 'dns', 'systemd', 'matplotlib', 'rich'):\n"
     "    sys.modules[m] = None\n"
 )
 
@@ -30,7 +30,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 def test_the_agent_imports_no_extra() -> None:
     done = _run(
         "import iotdr.agent.main, iotdr.agent.daemon, iotdr.agent.bridge\n"
-        "loaded = [m for m in ('boto3', 'cryptography', 'systemd') if sys.modules.get(m)]\n"
+        "loaded = [m for m in ('boto3', 'cryptography', 'dns', 'systemd') if sys.modules.get(m)]\n"
         "assert not loaded, loaded\n"
         "raise SystemExit(iotdr.agent.main.main(['--help']))"
     )
