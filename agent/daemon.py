@@ -144,7 +144,7 @@ class Daemon:
         self._loop = loop
         settings = self._settings
         check_tls_files(settings, ", ".join(str(f) for f in self._loaded.files))
-        check_environment(self._loaded)
+        check_environment(self._loaded, python_ssl=False)
 
         transport = Transport()
         self._transport = transport
@@ -433,7 +433,7 @@ class Daemon:
     def _read_config(self) -> tuple[LoadedConfig, probes.TlsContexts]:
         loaded = load_for(self._config, self._root)
         check_tls_files(loaded.settings, ", ".join(str(f) for f in loaded.files))
-        check_environment(loaded)
+        check_environment(loaded, python_ssl=False)
         ssl_context = probes.tls_context(loaded.settings)
         self._transport.tls_context(loaded.settings.tls)
         return loaded, ssl_context

@@ -24,12 +24,21 @@ MAX_TLS_FILE_BYTES = 4 * 1024 * 1024
 _TLS_KEYS = ("ca_file", "cert_file", "key_file")
 
 
-def check_environment(loaded: LoadedConfig) -> None:
-    """Raise ConfigError for the first thing `run` could not use."""
+def check_environment(loaded: LoadedConfig, *, python_ssl: bool = True) -> None:
+    """Raise ConfigError for the first thing `run` could not use.
+
+    `python_ssl=False` (the daemon itself) leaves out the parse by Python's
+    ssl module: the first SSL context a process makes costs it 1.5 MiB of
+    RSS for good (OpenSSL's initialisation), and the daemon needs one only
+    for a TLS probe, made when one runs (`probes.TlsContexts`). The
+    commands that precede a start or a reload (`check-config`, `reload`,
+    systemd's ExecReload) still parse the files both ways."""
     settings = loaded.settings
     for key in _TLS_KEYS:
         _check_tls_file(loaded, key, getattr(settings.tls, key))
-    _check_tls_contents(loaded)
+    if python_ssl:
+        _check_python_ssl(loaded)
+    _check_crt(loaded)
     if settings.bridge.enabled:
         spool = settings.bridge.spool.path
         if spool is not None:
@@ -59,7 +68,7 @@ def _check_tls_file(loaded: LoadedConfig, key: str, path: str) -> None:
         raise _error(loaded, dotted, f"{path} is larger than {MAX_TLS_FILE_BYTES} bytes")
 
 
-def _check_tls_contents(loaded: LoadedConfig) -> None:
+def _check_python_ssl(loaded: LoadedConfig) -> None:
     tls = loaded.settings.tls
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
@@ -77,7 +86,11 @@ def _check_tls_contents(loaded: LoadedConfig) -> None:
             f"{tls.cert_file} and {tls.key_file} are not a certificate and its "
             f"unencrypted private key: {exc}",
         ) from None
-    # The CRT parses the files itself and is stricter about some of them.
+
+
+def _check_crt(loaded: LoadedConfig) -> None:
+    """The CRT parses the files itself and is stricter about some of them."""
+    tls = loaded.settings.tls
     from iotdr.agent.cloud_mqtt import Transport  # noqa: PLC0415 (awscrt loads slowly)
 
     try:

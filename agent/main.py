@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         # status and metrics only read the control socket (the metrics timer
         # runs sandboxed, without the keys).
         if args.command not in ("status", "metrics"):
-            check_environment(loaded)
+            # `run`: the daemon makes its probes' SSL contexts when it needs them.
+            check_environment(loaded, python_ssl=args.command != "run")
     except ConfigError as exc:
         what = "configuration NOT changed" if args.command == "reload" else "configuration error"
         _error(f"iotdr-agent: {what}: {exc}")

@@ -32,27 +32,36 @@ class ProbeFailedError(Exception):
 
 
 class TlsContexts:
-    """The probes' TLS contexts: one plain, one with AWS IoT's ALPN for 443."""
+    """The probes' TLS contexts: one plain, one with AWS IoT's ALPN for 443.
+
+    Made at the first TLS probe, not at start: the first SSL context a
+    process makes costs it 1.5 MiB of RSS for good (OpenSSL initialises),
+    and an agent on its preferred region never probes."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._plain = self._make(settings, alpn=False)
-        self._alpn: ssl.SSLContext | None = None  # made on first use: most sites use 8883
+        self._contexts: dict[bool, ssl.SSLContext] = {}
 
     @staticmethod
     def _make(settings: Settings, *, alpn: bool) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=settings.tls.ca_file)
-        context.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
+        # An encrypted key must fail here, never prompt on a terminal.
+        context.load_cert_chain(settings.tls.cert_file, settings.tls.key_file, password=lambda: b"")
         if alpn:
             context.set_alpn_protocols([AWS_IOT_MQTT_ALPN])
         return context
 
     def for_port(self, port: int) -> ssl.SSLContext:
-        if port != 443:
-            return self._plain
-        if self._alpn is None:
-            self._alpn = self._make(self._settings, alpn=True)
-        return self._alpn
+        """ProbeFailedError (TLS) if Python's ssl cannot load the files."""
+        alpn = port == 443
+        if alpn not in self._contexts:
+            try:
+                self._contexts[alpn] = self._make(self._settings, alpn=alpn)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ProbeFailedError(
+                    FailureKind.TLS, f"cannot load the TLS files for probes: {exc}"
+                ) from None
+        return self._contexts[alpn]
 
 
 def tls_context(settings: Settings) -> TlsContexts:
