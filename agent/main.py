@@ -13,7 +13,7 @@ from pathlib import Path
 
 from iotdr.agent.config_files import LoadedConfig, load_for
 from iotdr.agent.control import query_status
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.settings import DEFAULT_CONTROL_SOCKET, ConfigError
 from iotdr.agent.daemon import Daemon, EndpointFilter
 from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files
@@ -101,9 +101,21 @@ def _reload(loaded: LoadedConfig, pid: int) -> int:
     return 0
 
 
-def _metrics(loaded: LoadedConfig, output: Path | None) -> int:
+def _control_socket(config: Path | None, root: Path) -> str:
+    """The running agent's socket. With a broken configuration (an edit in
+    progress, while the agent runs on its old one), the default socket, and
+    one line saying so: status and metrics must still answer then."""
     try:
-        status: dict[str, object] | None = query_status(loaded.settings.control_socket)
+        return load_for(config, root).settings.control_socket
+    except ConfigError as exc:
+        fallback = str(root / DEFAULT_CONTROL_SOCKET.lstrip("/"))
+        _error(f"iotdr-agent: configuration error: {exc}; asking the agent on {fallback}")
+        return fallback
+
+
+def _metrics(control_socket: str, output: Path | None) -> int:
+    try:
+        status: dict[str, object] | None = query_status(control_socket)
     except OSError:
         status = None  # written as iotdr_agent_up 0, for alerting
     text = render(status)
@@ -118,15 +130,31 @@ def _metrics(loaded: LoadedConfig, output: Path | None) -> int:
     return 0
 
 
+def _status(control_socket: str, *, as_json: bool) -> int:
+    try:
+        status = query_status(control_socket)
+    except OSError as exc:
+        print(f"iotdr-agent: no agent answers on {control_socket}: {exc}", file=sys.stderr)
+        return 3
+    if as_json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # status and metrics only read the control socket (the metrics timer
+    # runs sandboxed, without the keys).
+    if args.command == "metrics":
+        return _metrics(_control_socket(args.config, args.root), args.output)
+    if args.command == "status":
+        return _status(_control_socket(args.config, args.root), as_json=args.json)
     try:
         loaded = load_for(args.config, args.root)
-        # status and metrics only read the control socket (the metrics timer
-        # runs sandboxed, without the keys).
-        if args.command not in ("status", "metrics"):
-            # `run`: the daemon makes its probes' SSL contexts when it needs them.
-            check_environment(loaded, python_ssl=args.command != "run")
+        # `run`: the daemon makes its probes' SSL contexts when it needs them.
+        check_environment(loaded, python_ssl=args.command != "run")
     except ConfigError as exc:
         what = "configuration NOT changed" if args.command == "reload" else "configuration error"
         _error(f"iotdr-agent: {what}: {exc}")
@@ -137,22 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         # default=str: YAML values such as dates have no JSON form.
         print(json.dumps(loaded.merged, indent=2, sort_keys=True, default=str))
         print(f"# valid; layers: {', '.join(str(f) for f in loaded.files)}", file=sys.stderr)
-        return 0
-    if args.command == "metrics":
-        return _metrics(loaded, args.output)
-    if args.command == "status":
-        try:
-            status = query_status(loaded.settings.control_socket)
-        except OSError as exc:
-            print(
-                f"iotdr-agent: no agent answers on {loaded.settings.control_socket}: {exc}",
-                file=sys.stderr,
-            )
-            return 3
-        if args.json:
-            print(json.dumps(status, indent=2))
-        else:
-            _print_status(status)
         return 0
     endpoint_filter = _setup_logging(loaded.settings.log_level)
     daemon = Daemon(loaded, args.config, args.root, endpoint_filter)

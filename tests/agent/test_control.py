@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -16,11 +17,20 @@ from typing import Any
 import pytest
 
 from iotdr.agent.control import ControlServer, query_status
+from iotdr.agent.core.settings import DEFAULT_CONTROL_SOCKET
+from iotdr.agent.main import main
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    path = str(tmp_path / "agent.sock")
+    with serving(tmp_path / "agent.sock") as path:
+        yield path
+
+
+@contextlib.contextmanager
+def serving(socket_path: Path) -> Iterator[str]:
+    """A real ControlServer on `socket_path`, its loop in a thread."""
+    path = str(socket_path)
     loop = asyncio.new_event_loop()
     control = ControlServer(path, lambda: {"state": "connected"})
     ready = threading.Event()
@@ -81,3 +91,24 @@ def test_garbage_gets_an_error_not_a_traceback(
     assert query_status(server) == {"state": "connected"}
     gc.collect()  # Python 3.11 logs a failed handler task when it is collected
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["metrics"]])
+def test_a_broken_configuration_falls_back_to_the_default_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """The agent runs on its old configuration while /etc/iotdr/agent.yaml
+    is being edited: status and metrics still reach it, and say how."""
+    broken = tmp_path / "etc/iotdr/agent.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("client_id: [unclosed\n")
+    with serving(tmp_path / DEFAULT_CONTROL_SOCKET.lstrip("/")):
+        code = main(["--root", str(tmp_path), *command])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert len(err.strip().splitlines()) == 1
+    assert str(broken) in err and DEFAULT_CONTROL_SOCKET in err
+    if command[0] == "status":
+        assert json.loads(out) == {"state": "connected"}
+    else:
+        assert "iotdr_agent_up 1" in out.splitlines()

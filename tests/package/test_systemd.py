@@ -155,7 +155,11 @@ def test_install_run_reload_watchdog_remove_purge(container: Container) -> None:
     }
     errors = box.journal(UNIT, "--priority=err")
     assert "configuration NOT changed" in errors and "failback.probe_depth" in errors
-    box.write("/etc/iotdr/agent.yaml", good, 0o640, "iotdr")  # `status` reads it too
+    # `status` still reaches the agent (on the default socket) and says why.
+    asked = box.run(["iotdr-agent", "status", "--json"], check=False)
+    assert asked.returncode == 0 and json.loads(asked.stdout)["stability_window_s"] == 42
+    assert "failback.probe_depth" in asked.stderr and "/run/iotdr/agent.sock" in asked.stderr
+    box.write("/etc/iotdr/agent.yaml", good, 0o640, "iotdr")
     assert _connected_to(box, "region-a")["stability_window_s"] == 42
 
     # journald: info lines are not errors, and lines carry the region.
