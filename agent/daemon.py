@@ -57,7 +57,7 @@ from iotdr.agent.dns_lookup import lookup, make_resolver
 from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files
 from iotdr.agent.history import HistoryWriter, load_history
-from iotdr.agent.notify import notify, reloading, watchdog_interval
+from iotdr.agent.notify import Watchdog, notify, reloading, watchdog_interval
 from iotdr.agent.status import status_document
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class Daemon:
         self._listeners: list[tuple[str, MessageListener]] = []
         self._topic_matches: Callable[[str, str], bool] = lambda _filter, _topic: False
         self._started_epoch = time.time()
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog: Watchdog | None = None
         # Set while the core handles an event: left set only if an exception
         # escaped the core, which then is broken and the watchdog stops.
         self._in_core = False
@@ -283,25 +283,13 @@ class Daemon:
     # ----------------------------------------------------- watchdog
 
     def _serve_watchdog(self) -> None:
-        """WATCHDOG=1 every half `WatchdogSec=`, from the event loop itself,
-        so a wedged loop (or a process frozen by SIGSTOP) stops the pings
-        and systemd restarts the agent."""
+        """Pings for systemd's `WatchdogSec=` while the core is alive."""
         interval = watchdog_interval()
-        if interval is None:
-            return
-        log.debug("watchdog: pinging every %.1f s", interval)
+        if interval is not None:
+            self._watchdog = Watchdog(self._loop, interval, self.core_alive)
+            self._watchdog.start()
 
-        def ping() -> None:
-            if not self._core_alive():
-                log.error("the decision core failed; no more watchdog pings")
-                self._watchdog = None
-                return
-            notify("WATCHDOG=1")
-            self._watchdog = self._loop.call_later(interval, ping)
-
-        ping()
-
-    def _core_alive(self) -> bool:
+    def core_alive(self) -> bool:
         """No event escaped the core half handled, and it has not stopped."""
         return not self._in_core and self._machine.snapshot().state is not State.STOPPED
 

@@ -14,10 +14,12 @@ than that. sd_watchdog_enabled(3) recommends every half interval.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,43 @@ def watchdog_interval() -> float | None:
     if value <= 0:
         return None
     return value / 2_000_000
+
+
+class Watchdog:
+    """WATCHDOG=1 every `interval_s` from the event loop itself, only while
+    `alive()`: a wedged loop (or a process frozen by SIGSTOP) sends nothing,
+    and the first time `alive()` is false the pings stop for good, so
+    systemd restarts the service."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval_s: float, alive: Callable[[], bool]
+    ) -> None:
+        self._loop = loop
+        self._interval_s = interval_s
+        self._alive = alive
+        self._handle: asyncio.TimerHandle | None = None
+        self.pings = 0
+        self.stopped = False
+
+    def start(self) -> None:
+        log.debug("watchdog: pinging every %.1f s", self._interval_s)
+        self._ping()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.stopped = True
+
+    def _ping(self) -> None:
+        self._handle = None
+        if not self._alive():
+            log.error("the decision core failed; no more watchdog pings")
+            self.stopped = True
+            return
+        notify("WATCHDOG=1")
+        self.pings += 1
+        self._handle = self._loop.call_later(self._interval_s, self._ping)
 
 
 def _warn_once(key: str, message: str) -> None:

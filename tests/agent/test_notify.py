@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -10,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from iotdr.agent import notify
+from iotdr.agent.config_files import load
+from iotdr.agent.core.events import TimerFired, TimerName
+from iotdr.agent.core.machine import MachineError
+from iotdr.agent.daemon import Daemon, EndpointFilter
 
 
 @pytest.fixture
@@ -90,3 +96,62 @@ def test_watchdog_interval(
         else:
             monkeypatch.setenv(key, value)
     assert notify.watchdog_interval() == expected
+
+
+def test_an_exception_escaping_the_core_stops_the_watchdog(
+    listener: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The daemon's real core and liveness check on a real event loop: an
+    event posted the way adapters post them (a loop callback) makes the
+    core raise (here a documented MachineError: an event before Started;
+    any bug escaping `Machine.handle` leaves the same trace). The loop
+    carries on, as asyncio does after a failed callback, but the watchdog
+    sends no more pings, so systemd's WatchdogSec= restarts the agent."""
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.getsockname())
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "client_id: dev-1\n"
+        "tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}\n"
+        "endpoints: {primary: {host: h.example}}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+    )
+    daemon = Daemon(load([config]), config, tmp_path, EndpointFilter())
+    escaped: list[BaseException] = []
+    received: list[bytes] = []
+    listener.setblocking(False)
+
+    def drain() -> None:  # as systemd reads them, so no send ever waits
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.append(listener.recv(4096))
+
+    async def scenario() -> notify.Watchdog:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: escaped.append(context["exception"]))
+        loop.add_reader(listener.fileno(), drain)
+        watchdog = notify.Watchdog(loop, 0.01, daemon.core_alive)
+        try:
+            watchdog.start()
+            while watchdog.pings < 3:
+                await asyncio.sleep(0.01)
+            loop.call_soon(daemon._dispatch, TimerFired(now=loop.time(), timer=TimerName.DNS))
+            failed_at = watchdog.pings
+            # At most one ping may be on its way; a watchdog that goes on
+            # shows it within a few dozen (a count, not a clock).
+            while not watchdog.stopped and watchdog.pings < failed_at + 50:
+                await asyncio.sleep(0.01)
+            assert watchdog.stopped and watchdog.pings <= failed_at + 1
+        finally:
+            watchdog.cancel()
+            loop.remove_reader(listener.fileno())
+        return watchdog
+
+    watchdog = asyncio.run(asyncio.wait_for(scenario(), 60))  # the bound only stops a hang
+    drain()
+    assert [type(exc) for exc in escaped] == [MachineError]
+    assert not daemon.core_alive()
+    assert "no more watchdog pings" in caplog.text
+    assert received == [b"WATCHDOG=1"] * watchdog.pings and watchdog.pings >= 3
