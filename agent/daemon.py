@@ -62,6 +62,7 @@ from iotdr.agent.status import status_document
 
 if TYPE_CHECKING:
     from iotdr.agent.bridge import Bridge
+    from iotdr.agent.metrics_server import MetricsServer
 
 log = logging.getLogger("iotdr.agent")
 
@@ -175,6 +176,7 @@ class Daemon:
         self._ssl = probes.tls_context(settings)
         self._control = ControlServer(settings.control_socket, self.status)
         await self._control.start()
+        self._metrics_server = await self._serve_metrics()
         log.info(
             "iotdr-agent starting (pid %d, client id %s, config %s)",
             os.getpid(),
@@ -192,8 +194,28 @@ class Daemon:
         if self._bridge is not None:
             self._bridge.stop()
         self._cloud.close()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         await self._control.stop()
         log.info("stopped")
+
+    async def _serve_metrics(self) -> MetricsServer | None:
+        """The optional metrics port. A port that cannot be bound (in use,
+        an address not on this machine) is logged; the agent runs on."""
+        listen = self._settings.metrics.listen
+        if listen is None:
+            return None
+        # Imported here: off by default, so most agents never load it.
+        from iotdr.agent.metrics_server import MetricsServer  # noqa: PLC0415
+
+        server = MetricsServer(listen.host, listen.port, self.status)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("metrics.listen %s: cannot serve: %s; no metrics port", listen, exc.strerror)
+            return None
+        log.info("serving metrics on http://%s/metrics", listen)
+        return server
 
     # ----------------------------------------------------- embedding
 
@@ -427,7 +449,7 @@ class Daemon:
         return loaded, ssl_context
 
     def _apply(self, loaded: LoadedConfig, ssl_context: probes.TlsContexts) -> None:
-        for key in ("control_socket", "bridge"):
+        for key in ("control_socket", "bridge", "metrics"):
             if getattr(loaded.settings, key) != getattr(self._settings, key):
                 log.warning("%s changes take effect after a restart", key)
         self._cloud.reconfigure(loaded.settings)

@@ -133,6 +133,37 @@ def parse_http_proxy(url: str) -> HttpProxy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ListenAddress:
+    """An IP address and TCP port to serve on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """`127.0.0.1:9101` or `[::1]:9101`; ValueError says why not. An IP
+    address, not a name: the daemon binds it before DNS is of any use."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"must be IP:PORT (e.g. 127.0.0.1:9101), got {text!r}") from None
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be IP:PORT with a port from 1 to 65535, got {text!r}")
+    return ListenAddress(host=host, port=int(port))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    # Serve Prometheus text on GET /metrics here; None (the default): no port.
+    listen: ListenAddress | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionSettings:
     # Corporate networks: tunnel MQTT through this proxy (HTTP CONNECT).
     http_proxy: HttpProxy | None = None
@@ -201,6 +232,7 @@ class Settings:
     jitr: JitrSettings = field(default_factory=JitrSettings)
     heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     control_socket: str = DEFAULT_CONTROL_SOCKET
     state_dir: str = DEFAULT_STATE_DIR
     log_level: str = "info"
@@ -420,6 +452,14 @@ def _dns(reader: _Reader) -> DnsSettings:
     )
 
 
+def _metrics(reader: _Reader) -> MetricsSettings:
+    listen = reader.optional_string("listen")
+    try:
+        return MetricsSettings(listen=parse_listen(listen) if listen is not None else None)
+    except ValueError as exc:
+        raise reader.error("listen", str(exc)) from None
+
+
 def _connection(reader: _Reader) -> ConnectionSettings:
     d = ConnectionSettings()
     proxy = reader.optional_string("http_proxy")
@@ -508,6 +548,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
         ("connection", _connection),
         ("backoff", _backoff),
         ("failback", _failback),
+        ("metrics", _metrics),
     ):
         reader = top.section(name)
         sections[name] = parse(reader)
