@@ -5,7 +5,8 @@ testbed's network namespace, so the agent reaches the testbed's regions and
 DNS exactly as a gateway reaches AWS IoT. One test walks the package's life
 in order: install, no start without a configuration, a configuration error
 that does not loop, start (active only after READY=1), reload good and
-broken, the watchdog restarting a frozen agent, a clean stop, remove, purge.
+broken, the watchdog restarting a frozen agent, an upgrade over the running
+agent, a clean stop, remove, purge.
 """
 
 from __future__ import annotations
@@ -28,12 +29,35 @@ UNIT = "iotdr-agent.service"
 WATCHDOG_DROP_IN = "[Service]\nWatchdogSec=3s\nTimeoutAbortSec=5s\n"
 
 
+def _next_version(deb: Path, directory: Path) -> Path:
+    """The same package as a later version (`VERSION+upgrade`): what an
+    upgrade installs over a running agent (dpkg-deb, as Debian's tools do)."""
+    tree = directory / "tree"
+    subprocess.run(["dpkg-deb", "--raw-extract", deb, tree], check=True, timeout=120)
+    control = tree / "DEBIAN/control"
+    lines = control.read_text().splitlines()
+    version = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Version:"))
+    control.write_text(
+        "\n".join(
+            f"Version: {version}+upgrade" if line.startswith("Version:") else line for line in lines
+        )
+        + "\n"
+    )
+    upgraded = directory / f"iotdr-agent_{version}+upgrade.deb"
+    # gzip -1: the test only installs it; xz would take most of a minute.
+    build = ["dpkg-deb", "-Zgzip", "-z1", "--root-owner-group", "--build", str(tree), str(upgraded)]
+    subprocess.run(build, check=True, timeout=300, capture_output=True)
+    return upgraded
+
+
 @pytest.fixture
 def container(deb: Path, debian_root: Path, tmp_path: Path) -> Iterator[Container]:
+    upgrade = tmp_path / "upgrade"
+    upgrade.mkdir()
+    _next_version(deb, upgrade)
     with Testbed.up(tmp_path / "tb") as testbed:
-        booted = Container(
-            debian_root, testbed, {deb.parent: "/mnt/dist"}, tmp_path / "container.log"
-        )
+        binds = {deb.parent: "/mnt/dist", upgrade: "/mnt/upgrade"}
+        booted = Container(debian_root, testbed, binds, tmp_path / "container.log")
         try:
             yield booted
         finally:
@@ -178,6 +202,18 @@ def test_install_run_reload_watchdog_remove_purge(container: Container) -> None:
     )
     assert restarted["MainPID"] != main_pid
     assert "Failed with result 'watchdog'" in box.journal(UNIT)
+    _connected_to(box, "region-a")
+
+    # An upgrade over the running agent: postinst's try-restart runs the new
+    # code; the operator's configuration and the enablement stay.
+    before = box.show(UNIT, "MainPID")["MainPID"]
+    box.run(["sh", "-ec", "DEBIAN_FRONTEND=noninteractive apt-get install -y /mnt/upgrade/*.deb"])
+    version = box.run(["dpkg-query", "-W", "-f=${Version}", "iotdr-agent"]).stdout
+    assert version.endswith("+upgrade")
+    upgraded = box.show(UNIT, "MainPID", "ActiveState", "UnitFileState")
+    assert upgraded["MainPID"] != before and upgraded["ActiveState"] == "active"
+    assert upgraded["UnitFileState"] == "enabled"
+    assert box.run(["cat", "/etc/iotdr/agent.yaml"]).stdout.encode() == good
     _connected_to(box, "region-a")
 
     # A clean stop: exit 0, STOPPING=1, the control socket gone.
