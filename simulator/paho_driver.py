@@ -9,8 +9,10 @@ handshake, and its `loop()`, are cooperative here. (The AWS CRT runs
 native event-loop threads that gevent cannot schedule or patch; its
 callbacks would arrive on threads the gevent hub knows nothing about.)
 
-Per device: one greenlet per connection (connect, CONNACK, then `loop()`),
-timers as hub timer watchers, a QoS 1 publish is acknowledged by its
+Per device: one greenlet per connection (connect, CONNACK, then its I/O),
+which alone reads, writes and closes that connection's socket; anything
+else (a publish, a stop) queues its work and wakes it. Timers are hub timer
+watchers, a QoS 1 publish is acknowledged by its
 PUBACK or fails after `connection.ack_timeout_s` (`PublishFailed`), probes
 are real connections. Every result goes through the worker's inbox, one
 greenlet that feeds the cores in arrival order, so a core is never entered
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.queue
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -140,6 +143,10 @@ class _ConnackRefusedError(Exception):
     pass
 
 
+class _StoppedError(Exception):
+    """The connection was ended on purpose before its CONNACK."""
+
+
 def classify_paho(exc: BaseException) -> tuple[FailureKind, str]:
     """The core's kind of a failed connect, from what paho raised."""
     name = type(exc).__name__
@@ -177,6 +184,8 @@ class _Session:
     connected: bool = False
     finished: bool = False
     connack: int | None = None  # CONNACK return code, once it arrived
+    # Set to wake the session's greenlet: a packet was queued, or it must end.
+    wake: gevent.event.Event = field(default_factory=gevent.event.Event)
     # mid -> (message sequence or None for a heartbeat, its ack-timeout watcher)
     pending: dict[int, tuple[int | None, Any]] = field(default_factory=dict)
 
@@ -273,18 +282,26 @@ class PahoDriver:
         session.greenlet = gevent.spawn(self._run_session, session, endpoint)
 
     def _close(self) -> None:
+        """Ends the current connection: a message to its greenlet, which
+        hangs up and closes the socket itself (never closed from here)."""
         session, self._session = self._session, None
         if session is None or session.finished:
             return
         _finish(session)
-        if session.greenlet is not None and session.greenlet is not gevent.getcurrent():
-            session.greenlet.kill(block=False)
-        client = session.client
-        if client is not None:
-            gevent.spawn(_hang_up, client)
+        session.wake.set()
 
     def _run_session(self, session: _Session, endpoint: Endpoint) -> None:
-        """One connection from TCP connect to its end (its own greenlet)."""
+        """One connection from TCP connect to its end (its own greenlet).
+
+        Only this greenlet touches the connection's socket, and it closes
+        it on every way out."""
+        try:
+            self._session_body(session, endpoint)
+        finally:
+            if session.client is not None:
+                _drop(session.client)
+
+    def _session_body(self, session: _Session, endpoint: Endpoint) -> None:
         try:
             client = self._open(session, endpoint)
         except Exception as exc:  # everything paho and the socket layer raise
@@ -299,20 +316,22 @@ class PahoDriver:
                 )
                 self.post(event)
             return
-        if session.finished:
+        if session.finished:  # stopped while the CONNACK arrived
+            _hang_up(client)
             return
         session.connected = True
         self._connect_result(endpoint, session, None)
         self.post(ConnectSucceeded(now=time.monotonic(), attempt=session.attempt))
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        # An idle device wakes only for its keepalive: writes from other
-        # greenlets wake select() through paho's socket pair, and a close
-        # kills this greenlet.
+        # An idle device wakes only for its keepalive, its socket, or its
+        # wake event (a queued packet, or the end).
         idle_s = max(1.0, self._settings.connection.keepalive_s / 4)
         while not session.finished and rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
-            rc = client.loop(timeout=idle_s)
+            rc = _io_round(client, session.wake, idle_s)
         if _ended(session):  # closed on purpose
+            _hang_up(client)
             return
+        _drop(client)
         _finish(session)
         self.post(
             ConnectionLost(
@@ -380,6 +399,7 @@ class PahoDriver:
         if session is None or session.client is None:
             return False
         info = session.client.publish(topic, payload, qos)
+        session.wake.set()  # its greenlet writes it
         if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
         if qos == 0:
@@ -492,11 +512,11 @@ def open_client(
     client = _Client(dns, client_id)
     session.client = client
     client.tls_set_context(context)
-    # Every write to the TLS socket happens in the session's greenlet, in
-    # its loop(): with this hook set, a publish from another greenlet only
-    # queues the packet and wakes that loop (paho's socket pair), instead of
-    # writing on the socket while the loop may be mid-write on it.
-    client.on_socket_register_write = _writes_in_the_loop
+    # Every read and write of the TLS socket happens in the session's
+    # greenlet (see _io_round): with this hook set, a packet queued from
+    # another greenlet (a publish) does not make paho write it there and
+    # then; the hook wakes the session instead.
+    client.on_socket_register_write = lambda _c, _u, _s: session.wake.set()
     client.connect_timeout = connection.connect_timeout_s
     client.max_inflight_messages_set(0)  # the device keeps AWS IoT's 100 itself
 
@@ -510,11 +530,12 @@ def open_client(
         client.connect(endpoint.host, endpoint.port, keepalive=connection.keepalive_s)
     deadline = time.monotonic() + connection.connack_timeout_s
     while session.connack is None:
+        if session.finished:
+            raise _StoppedError("stopped before CONNACK")
         left = deadline - time.monotonic()
         if left <= 0:
-            client.disconnect()
             raise TimeoutError("no CONNACK")
-        rc = client.loop(timeout=min(left, 1.0))
+        rc = _io_round(client, session.wake, min(left, 1.0))
         if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise _ClosedBeforeConnackError(rc.name)
     if session.connack != 0:
@@ -522,8 +543,43 @@ def open_client(
     return client
 
 
-def _writes_in_the_loop(_client: Any, _userdata: Any, _sock: Any) -> None:
-    """paho's external-loop write hook: nothing to do, the loop writes."""
+def _io_round(client: _Client, wake: gevent.event.Event, timeout: float) -> MQTTErrorCode:
+    """One round of paho's loop, driven through its external-loop calls.
+
+    Waits until the socket is readable (or writable, with packets queued),
+    `wake` is set, or `timeout`; then reads, writes and keeps alive. Not
+    paho's `loop()`: that calls `select()`, which under gevent first polls
+    with the real select(2), and that refuses any file descriptor at or
+    above FD_SETSIZE (1024) with ValueError, which `loop()` reports as
+    MQTT_ERR_CONN_LOST. A worker holds more than 1,024 sockets from a few
+    hundred devices on; the wait here is a libev watcher, with no such
+    limit (and without paho's socket pair: one descriptor per connection)."""
+    sock = client.socket()
+    if sock is None:
+        return MQTTErrorCode.MQTT_ERR_NO_CONN
+    pending = getattr(sock, "pending", None)
+    buffered = pending() if pending is not None else 0  # TLS bytes already read
+    if not buffered and not wake.is_set():
+        loop: Any = gevent.get_hub().loop
+        watcher = loop.io(sock.fileno(), _READ | (_WRITE if client.want_write() else 0))
+        watcher.start(wake.set)
+        try:
+            wake.wait(timeout)
+        finally:
+            watcher.stop()
+            watcher.close()
+    wake.clear()
+    rc = client.loop_read()
+    if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+        return rc
+    if client.want_write():
+        rc = client.loop_write()
+        if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return rc
+    return client.loop_misc()
+
+
+_READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
 
 
 def _ended(session: _Session) -> bool:
@@ -538,9 +594,15 @@ def _finish(session: _Session) -> None:
 
 
 def _hang_up(client: _Client) -> None:
+    """DISCONNECT (given 0.1 s to go out), then close; by the socket's owner."""
     with contextlib.suppress(Exception):  # the connection may be gone already
         client.disconnect()
-        client.loop(timeout=0.1)
+        wake = gevent.event.Event()
+        deadline = time.monotonic() + 0.1
+        while client.socket() is not None and client.want_write():
+            left = deadline - time.monotonic()
+            if left <= 0 or _io_round(client, wake, left) is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
     _drop(client)
 
 
