@@ -58,6 +58,16 @@ def run(engine: str, scenario: Path, out: Path, workers: int) -> dict[str, Any]:
     return report
 
 
+def lag_p99_ms(report: dict[str, Any]) -> float | None:
+    """The event loop's lag p99 (the worst worker's, for Locust)."""
+    if report.get("engine") == "locust":
+        workers = report["locust"]["per_worker"]
+        lags = [w["loop_lag_ms"]["p99"] for w in workers if "loop_lag_ms" in w]
+        return max(lags) if lags else None
+    lag = report["simulator"].get("loop_lag_ms")
+    return None if lag is None else float(lag["p99"])
+
+
 def cost(report: dict[str, Any]) -> tuple[float, float]:
     """(fleet CPU seconds, peak RSS MB of the biggest fleet process)."""
     if report.get("engine") == "locust":
@@ -80,7 +90,8 @@ def show(name: str, report: dict[str, Any]) -> None:
         f"RTO p50 {s(rto['p50'])} p95 {s(rto['p95'])} p99 {s(rto['p99'])} max {s(rto['max'])} s; "
         f"99% back at {s(to['99%'])} s; lost {report['messages']['lost']}; "
         f"fleet CPU {cpu:.1f} s ({cpu / report['devices'] * 1000:.1f} ms/device), "
-        f"peak RSS {rss:.0f} MB"
+        f"peak RSS {rss:.0f} MB; disrupted {report['disrupted']}, flaps {report['flaps']}, "
+        f"loop lag p99 {lag_p99_ms(report)} ms"
     )
 
 

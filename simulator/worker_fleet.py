@@ -31,6 +31,7 @@ from iotdr.simulator.paho_driver import (
     PahoDriver,
     Telemetry,
 )
+from iotdr.simulator.real_run import LoopLag
 from iotdr.simulator.scenario import Scenario, device_settings, device_tls, for_device
 
 _TICK_S = 0.25
@@ -77,6 +78,10 @@ class WorkerFleet:
                 self.drivers.append(PahoDriver(device, self.fleet))
         self._phases = random.Random(scenario.seed + start)
         self._cpu_before = time.process_time()
+        # The worker's own health, as the local engine reports its loop's:
+        # when the hub runs callbacks late, devices see events late.
+        self.lag = LoopLag()
+        self._lag_watch: gevent.Greenlet[Any, None] | None = None
 
     def connected(self) -> int:
         return sum(1 for d in self.drivers if d.device.region is not None)
@@ -86,6 +91,7 @@ class WorkerFleet:
         how many are connected when all are, or when the grace runs out."""
         rate = self.scenario.fleet.connect_rate_per_s
         start = monotonic_of(ramp_start_wall)
+        self._lag_watch = gevent.spawn(_watch_lag, self.lag)
         for offset, driver in enumerate(self.drivers):
             at = start + (self.first_index + offset) / rate
             gevent.spawn_later(max(0.0, at - time.monotonic()), self._start, driver)
@@ -110,6 +116,8 @@ class WorkerFleet:
         while time.monotonic() < drain_end and any(d.device.backlog for d in self.drivers):
             gevent.sleep(_TICK_S)
         records = [d.device.record.relative_to(t0) for d in self.drivers]
+        if self._lag_watch is not None:
+            self._lag_watch.kill(block=False)  # what follows is not the run
         self.stop()
         return records
 
@@ -119,10 +127,18 @@ class WorkerFleet:
         gevent.sleep(0.5)  # DISCONNECTs on their way
         self.fleet.inbox.close()
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> dict[str, float | int | dict[str, float]]:
         return {
             "devices": len(self.drivers),
             "cpu_s": round(time.process_time() - self._cpu_before, 2),
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "dns_queries": self.fleet.dns.queries,
+            "loop_lag_ms": self.lag.summary(),
         }
+
+
+def _watch_lag(lag: LoopLag, every_s: float = 0.1) -> None:
+    while True:
+        expected = time.monotonic() + every_s
+        gevent.sleep(every_s)
+        lag.samples.append(max(0.0, time.monotonic() - expected))
