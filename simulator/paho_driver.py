@@ -34,6 +34,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.queue
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -103,6 +104,17 @@ class Telemetry:
     interval_s: float
 
 
+# TCP + TLS handshakes one worker runs at once. A handshake is CPU-bound
+# here (paho's TLS in CPython, ~3.5 ms); with thousands started at once every
+# one of them crawls (gevent shares the core between all) and most outlive
+# the core's attempt timeout, which then starts the next one: the worker
+# spends its core on handshakes that are abandoned. In turn, they finish at
+# the rate the core gives, and one whose attempt was abandoned while it
+# waited is never started. Enough to hide network latency: a handshake is
+# ~3 round trips, at 50 ms each and ~150 handshakes/s per core ~25 in flight.
+HANDSHAKES_IN_FLIGHT = 32
+
+
 @dataclass(slots=True)
 class GeventFleet:
     """What every device's driver on one worker shares."""
@@ -112,6 +124,9 @@ class GeventFleet:
     telemetry: Telemetry
     on_connect: ConnectWatcher | None = None
     producing: bool = True
+    handshakes: gevent.lock.BoundedSemaphore = field(
+        default_factory=lambda: gevent.lock.BoundedSemaphore(HANDSHAKES_IN_FLIGHT)
+    )
 
 
 class _Client(mqtt.Client):
@@ -352,6 +367,7 @@ class PahoDriver:
             dns=self._fleet.dns,
             session=session,
             on_publish=lambda mid: self._fleet.inbox.post(lambda: self._acked(session, mid)),
+            handshakes=self._fleet.handshakes,
         )
 
     def _connect_result(
@@ -468,6 +484,7 @@ class PahoDriver:
                         dns=self._fleet.dns,
                         session=session,
                         on_publish=None,
+                        handshakes=self._fleet.handshakes,
                     )
                     _hang_up(client)
                 else:
@@ -506,8 +523,11 @@ def open_client(
     dns: GeventDns,
     session: _Session,
     on_publish: Callable[[int], None] | None,
+    handshakes: gevent.lock.BoundedSemaphore,
 ) -> _Client:
-    """A paho client connected (CONNACK accepted) to `endpoint`; raises otherwise."""
+    """A paho client connected (CONNACK accepted) to `endpoint`; raises otherwise.
+
+    The TCP connect and TLS handshake wait for a turn in `handshakes`."""
     connection = settings.connection
     client = _Client(dns, client_id)
     session.client = client
@@ -526,8 +546,12 @@ def open_client(
     client.on_connect = on_connect
     if on_publish is not None:
         client.on_publish = lambda _c, _u, mid, _r, _p: on_publish(mid)
-    with gevent.Timeout(connection.connect_timeout_s + connection.connack_timeout_s, TimeoutError):
-        client.connect(endpoint.host, endpoint.port, keepalive=connection.keepalive_s)
+    with handshakes:
+        if session.finished:  # abandoned while it waited for its turn
+            raise _StoppedError("stopped before connecting")
+        timeout_s = connection.connect_timeout_s + connection.connack_timeout_s
+        with gevent.Timeout(timeout_s, TimeoutError):
+            client.connect(endpoint.host, endpoint.port, keepalive=connection.keepalive_s)
     deadline = time.monotonic() + connection.connack_timeout_s
     while session.connack is None:
         if session.finished:
