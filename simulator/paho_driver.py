@@ -5,7 +5,8 @@ agent's decision core and the telemetry queue) with a different adapter.
 Locust runs its workers under gevent, which patches sockets, `select`,
 `ssl`, locks and sleeps so that blocking calls switch greenlets. paho-mqtt
 is pure Python over those modules, so its blocking TCP connect and TLS
-handshake, and its `loop()`, are cooperative here. (The AWS CRT runs
+handshake are cooperative here (its `loop()` is not used, see `_io_round`).
+(The AWS CRT runs
 native event-loop threads that gevent cannot schedule or patch; its
 callbacks would arrive on threads the gevent hub knows nothing about.)
 
@@ -195,7 +196,6 @@ class _Session:
     attempt: int
     started: float
     client: _Client | None = None
-    greenlet: gevent.Greenlet[Any, None] | None = None
     connected: bool = False
     finished: bool = False
     connack: int | None = None  # CONNACK return code, once it arrived
@@ -294,7 +294,7 @@ class PahoDriver:
         self._close()
         session = _Session(attempt=attempt, started=time.monotonic())
         self._session = session
-        session.greenlet = gevent.spawn(self._run_session, session, endpoint)
+        gevent.spawn(self._run_session, session, endpoint)
 
     def _close(self) -> None:
         """Ends the current connection: a message to its greenlet, which
