@@ -34,8 +34,10 @@ capped backoff. Rules that hold in every state:
 - a DNS failure or refused answer never touches the connection;
 - a moved CNAME is followed only once its new target answers a probe (a
   working connection is never left for a target that cannot be resolved or
-  reached), and not again within a move hold that doubles while the CNAME
-  keeps changing, so a flapping CNAME cannot make the agent flap;
+  reached), after this device's share of `connect_spread_s` so a fleet
+  behind one caching resolver does not move in one storm, and not again
+  within a move hold that doubles while the CNAME keeps changing, so a
+  flapping CNAME cannot make the agent flap;
 - failback needs the preferred endpoint healthy for a whole stability
   window of dense, jittered probes, plus this device's share of
   `connect_spread_s`, so a fleet does not fail back in one storm; a
@@ -189,6 +191,7 @@ class _DnsMoves:
     last_move_at: float | None = None  # when the agent last followed one
     check_id: int | None = None  # probe of the new target before leaving
     check_target: Endpoint | None = None
+    spread_until: float | None = None  # this device's share of the fleet's move spread
 
 
 @dataclass(slots=True)
@@ -590,6 +593,7 @@ class Machine:
         elif moves.last_change_at is not None:
             moves.hold_s = dns.move_hold_s
         moves.last_change_at = now
+        moves.spread_until = None  # a new target: a new share of the spread
 
     def _consider_dns_move(self, now: float) -> None:
         """Go where DNS points, unless held back or already there; a working
@@ -598,7 +602,7 @@ class Machine:
         current = self._attempt.endpoint if self._attempt else None
         active = self.state in (State.CONNECTED, State.CONNECTING)
         if target is None or (active and current == target):
-            moves.check_id = moves.check_target = None
+            moves.check_id = moves.check_target = moves.spread_until = None
             self._update_prober(now)
             return
         if self.state not in (State.CONNECTED, State.CONNECTING, State.WAITING):
@@ -609,6 +613,15 @@ class Machine:
             return
         if self.state is not State.CONNECTED:
             self._follow_dns(now, target)  # nothing working to lose
+            return
+        # The fleet behind one caching resolver learns of the move at the
+        # same moment: leave a working connection at this device's share of
+        # `connect_spread_s`, as failbacks do, or the move is one storm.
+        if moves.spread_until is None:
+            moves.spread_until = now + self._spread()
+        if now < moves.spread_until:
+            self._emit(ArmTimer(timer=TimerName.DNS_MOVE, at=moves.spread_until))
+            self._update_prober(now)
             return
         self._next_id += 1
         moves.check_id, moves.check_target = self._next_id, target
@@ -630,6 +643,7 @@ class Machine:
         if event.healthy:
             self._follow_dns(now, event.endpoint)
             return
+        moves.spread_until = None  # the failback prober takes it from here
         detail = f"{event.failure.value if event.failure else 'failed'} {event.detail}".rstrip()
         self._last_error = f"dns: {event.endpoint} does not answer: {detail}"
         self._report(
@@ -640,6 +654,7 @@ class Machine:
 
     def _follow_dns(self, now: float, target: Endpoint) -> None:
         self._dns_moves.last_move_at = now
+        self._dns_moves.spread_until = None
         self._move(now, target, Why.DNS_MOVE)
 
     def _parse_txt(self, txt: str | None, target: str) -> RegionRoles | None:

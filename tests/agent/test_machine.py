@@ -56,6 +56,24 @@ def kinds(commands: list[Command]) -> list[type[Command]]:
     return [type(c) for c in commands]
 
 
+def hear_dns_move(machine: Machine, now: float, target: str, txt: str | None = TXT) -> Probe:
+    """DNS names a new target; after this device's share of the move
+    spread, the core probes the target. Returns that probe."""
+    return hear_dns_move_at(machine, now, target, txt)[0]
+
+
+def hear_dns_move_at(
+    machine: Machine, now: float, target: str, txt: str | None = TXT
+) -> tuple[Probe, float]:
+    """`hear_dns_move`, and when the device's share of the spread ended."""
+    commands = machine.handle(DnsAnswered(now=now, target=target, ttl=5, txt=txt))
+    assert not any(isinstance(c, Probe | Connect | Disconnect) for c in commands)
+    arm = next(c for c in commands if isinstance(c, ArmTimer) and c.timer is TimerName.DNS_MOVE)
+    assert now <= arm.at <= now + machine.settings.connection.connect_spread_s
+    commands = machine.handle(TimerFired(now=arm.at, timer=TimerName.DNS_MOVE))
+    return next(c for c in commands if isinstance(c, Probe)), arm.at
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -140,12 +158,10 @@ def test_dns_reresolves_by_ttl_clamped(ttl: float, expected_delay: float) -> Non
 
 def test_cname_change_checks_the_target_then_moves_break_before_make() -> None:
     machine, attempt = connected_machine()
-    commands = machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
-    probe = next(c for c in commands if isinstance(c, Probe))
+    probe = hear_dns_move(machine, 20.0, SECONDARY.host)
     assert probe.endpoint == SECONDARY
-    assert not any(isinstance(c, Connect | Disconnect) for c in commands)
     commands = machine.handle(
-        ProbeCompleted(now=20.1, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
+        ProbeCompleted(now=20.6, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
     )
     disconnect = commands.index(Disconnect(attempt=attempt))
     connect = next(
@@ -155,6 +171,32 @@ def test_cname_change_checks_the_target_then_moves_break_before_make() -> None:
     assert commands[connect] == Connect(
         attempt=probe.probe_id + 1, endpoint=SECONDARY, why=Why.DNS_MOVE
     )
+
+
+def test_a_fleet_behind_one_resolver_spreads_a_dns_move() -> None:
+    """Every device learns of the move at the same instant (a shared
+    cache's expiry); each leaves its working connection at its own share of
+    `connect_spread_s`, as failbacks do, so the new region sees no storm."""
+    moves: list[float] = []
+    for seed in range(200):
+        machine = Machine(make_settings(connection__connect_spread_s=10.0), random.Random(seed))
+        machine.handle(Started(now=0.0))
+        machine.handle(DnsAnswered(now=0.1, target=PRIMARY.host, ttl=5, txt=TXT))
+        arm = machine.handle(TimerFired(now=15.0, timer=TimerName.RECONNECT))
+        connect = next(c for c in arm if isinstance(c, Connect))
+        machine.handle(ConnectSucceeded(now=15.1, attempt=connect.attempt))
+        probe, due = hear_dns_move_at(machine, 20.0, SECONDARY.host)
+        commands = machine.handle(
+            ProbeCompleted(
+                now=due + 0.05, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True
+            )
+        )
+        moved = next(c for c in commands if isinstance(c, Connect))
+        assert moved.why is Why.DNS_MOVE
+        moves.append(due)
+    per_second = [sum(1 for t in moves if s <= t - 20.0 < s + 1) for s in range(10)]
+    assert all(20.0 <= t <= 30.0 for t in moves)
+    assert max(per_second) < 2 * len(moves) / 10  # about uniform, no one-second storm
 
 
 DEAD = Endpoint(host="abc-ats.iot.region-z.example.test", port=8883)
@@ -175,11 +217,10 @@ def test_cname_to_a_target_that_does_not_answer_keeps_the_connection(
     connection is left; a dead target leaves it alone and says why."""
     machine, _ = connected_machine()
     txt = '{"primary": "region-z", "secondary": "region-b"}'
-    commands = machine.handle(DnsAnswered(now=20.0, target=DEAD.host, ttl=5, txt=txt))
-    probe = next(c for c in commands if isinstance(c, Probe))
+    probe = hear_dns_move(machine, 20.0, DEAD.host, txt)
     commands = machine.handle(
         ProbeCompleted(
-            now=20.2,
+            now=20.7,
             probe_id=probe.probe_id,
             endpoint=DEAD,
             healthy=False,
@@ -257,13 +298,12 @@ def test_failback_attempt_hung_up_returns_instead_of_jitr_retrying() -> None:
 
 def test_stale_result_for_abandoned_attempt_is_ignored() -> None:
     machine, attempt = connected_machine()
-    commands = machine.handle(DnsAnswered(now=20.0, target=SECONDARY.host, ttl=5, txt=TXT))
-    probe = next(c for c in commands if isinstance(c, Probe))
+    probe = hear_dns_move(machine, 20.0, SECONDARY.host)
     machine.handle(
-        ProbeCompleted(now=20.05, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
+        ProbeCompleted(now=20.55, probe_id=probe.probe_id, endpoint=SECONDARY, healthy=True)
     )
     assert (
-        machine.handle(ConnectionLost(now=20.1, attempt=attempt, failure=FailureKind.CLOSED)) == []
+        machine.handle(ConnectionLost(now=20.6, attempt=attempt, failure=FailureKind.CLOSED)) == []
     )
     assert machine.state is State.CONNECTING
 
