@@ -237,12 +237,11 @@ class VirtualFleet:
 
     def run_until(self, end: float, on_progress: Callable[[], None] | None = None) -> None:
         queue = self.queue
-        heap = queue._heap
-        pop = queue.pop
+        pop_until = queue.pop_until
         handlers = self._handlers
         steps = 0
-        while heap and heap[0][0] <= end:
-            at, seq, kind, device, a, b = pop()
+        while (entry := pop_until(end)) is not None:
+            at, seq, kind, device, a, b = entry
             handlers[kind](self, at, seq, device, a, b)
             steps += 1
             if on_progress is not None and steps % 200_000 == 0:
