@@ -12,7 +12,10 @@ records are merged for one report.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -176,38 +179,55 @@ def run_shard(  # noqa: PLR0917 - the shard's whole brief
     return result
 
 
-def _child(scenario: Scenario, model: WorldModel, shard: int, shards: int, pipe: Pipe) -> None:
+def _child(  # noqa: PLR0917 - the shard's whole brief
+    scenario: Scenario, model: WorldModel, shard: int, shards: int, pipe: Pipe, out: str
+) -> None:
     def agree(mine: float) -> float:
         pipe.send(mine)
         agreed: float = pipe.recv()
         return agreed
 
     result = run_shard(scenario, model, shard, shards, agree)
-    pipe.send(result)
+    with open(out, "wb") as file:
+        pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.send(out)
     pipe.close()
 
 
 def _run_sharded(scenario: Scenario, model: WorldModel, shards: int) -> list[ShardResult]:
+    """Runs the shards side by side. Each writes its result to a file and
+    exits before the parent reads any: the parent's records and the shards'
+    cores are never in memory at the same time."""
     context = multiprocessing.get_context("fork")
     pipes: list[Pipe] = []
     processes = []
-    for shard in range(shards):
-        parent, child = context.Pipe()
-        process = context.Process(target=_child, args=(scenario, model, shard, shards, child))
-        process.start()
-        child.close()
-        pipes.append(parent)
-        processes.append(process)
-    try:
-        starts = [pipe.recv() for pipe in pipes]
-        for pipe in pipes:
-            pipe.send(max(starts))
-        results: list[ShardResult] = [pipe.recv() for pipe in pipes]
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+    with tempfile.TemporaryDirectory(prefix="iotdr-virtual-") as scratch:
+        for shard in range(shards):
+            parent, child = context.Pipe()
+            out = os.path.join(scratch, f"shard-{shard}.pickle")
+            process = context.Process(
+                target=_child, args=(scenario, model, shard, shards, child, out)
+            )
+            process.start()
+            child.close()
+            pipes.append(parent)
+            processes.append(process)
+        try:
+            starts = [pipe.recv() for pipe in pipes]
+            for pipe in pipes:
+                pipe.send(max(starts))
+            files: list[str] = [pipe.recv() for pipe in pipes]
+            for process in processes:
+                process.join()
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+        results: list[ShardResult] = []
+        for name in files:
+            with open(name, "rb") as file:
+                results.append(pickle.load(file))  # our own shard wrote it
     return results
 
 

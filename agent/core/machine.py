@@ -229,6 +229,28 @@ class _Round:
 
 
 class Machine:
+    # A simulated fleet holds a million of these: no per-instance dict.
+    __slots__ = (
+        "_attempt",
+        "_connect_sent_by",
+        "_counters",
+        "_dns",
+        "_dns_moves",
+        "_heartbeat_seq",
+        "_interrupted_at",
+        "_last_connected",
+        "_last_error",
+        "_next_id",
+        "_out",
+        "_prober",
+        "_rng",
+        "_round",
+        "_since",
+        "_topology",
+        "settings",
+        "state",
+    )
+
     def __init__(self, settings: Settings, rng: Rng, *, history: History | None = None) -> None:
         self.settings = settings
         self._rng = rng
