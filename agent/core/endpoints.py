@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass
 
@@ -67,12 +68,26 @@ def normalise_host(host: str) -> str:
     return host.rstrip(".").lower()
 
 
+# The functions below make immutable values from text. Every device of a
+# simulated fleet calls them with the same few arguments (the fleet's DNS
+# answer, its two endpoints), so they share one value each instead of a
+# million copies; the daemon's bounded cache holds a handful.
+_SHARED_VALUES = 256
+
+
+@functools.lru_cache(maxsize=_SHARED_VALUES)
+def endpoint_at(host: str, port: int) -> Endpoint:
+    """The endpoint for a host name as configured or as DNS names it."""
+    return Endpoint(host=normalise_host(host), port=port)
+
+
 def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
     """True if the host matches one of the shell-style patterns (case-insensitive)."""
     name = normalise_host(host)
     return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in allowlist)
 
 
+@functools.lru_cache(maxsize=_SHARED_VALUES)
 def parse_region_roles(text: str) -> RegionRoles:
     """Parse the TXT record text; raise TxtError if it is not the expected JSON."""
     try:
@@ -89,6 +104,7 @@ def parse_region_roles(text: str) -> RegionRoles:
     return RegionRoles(primary=primary, secondary=secondary)
 
 
+@functools.lru_cache(maxsize=_SHARED_VALUES)
 def with_region(endpoint: Endpoint, region: str) -> Endpoint:
     """The same account endpoint in another region (AWS IoT endpoints differ
     only in the region label)."""

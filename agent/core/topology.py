@@ -15,6 +15,7 @@ from iotdr.agent.core.endpoints import (
     Endpoint,
     RegionRoles,
     Role,
+    endpoint_at,
     normalise_host,
     region_of,
     with_region,
@@ -23,11 +24,7 @@ from iotdr.agent.core.settings import EndpointSettings, Settings
 
 
 def _endpoint(settings: EndpointSettings | None) -> Endpoint | None:
-    return (
-        None
-        if settings is None
-        else Endpoint(host=normalise_host(settings.host), port=settings.port)
-    )
+    return None if settings is None else endpoint_at(settings.host, settings.port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +54,7 @@ class Topology:
         return Topology(
             primary=self.primary,
             secondary=self.secondary,
-            dns_target=Endpoint(host=host, port=port),
+            dns_target=endpoint_at(host, port),
             roles=roles if roles is not None else self.roles,
         )
 

@@ -22,6 +22,7 @@ CORE_ALLOWED = {
     "dataclasses",
     "enum",
     "fnmatch",
+    "functools",  # lru_cache: one shared value per argument, as fnmatch itself does
     "ipaddress",  # parses address text; no lookups
     "json",
     "math",
