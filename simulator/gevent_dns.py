@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 
 import dns.exception
 import dns.rdatatype
@@ -22,16 +21,9 @@ import dns.resolver
 import gevent.event
 
 from iotdr.agent.core.events import DnsAnswered, DnsFailed, Event
-from iotdr.simulator.shared_dns import dns_failure_kind
+from iotdr.simulator.shared_dns import CachedAnswer, cname_answer, lookup_failed, txt_text
 
 _ADDRESS_CACHE_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    target: str
-    txt: str | None
-    expires_at: float
 
 
 class GeventDns:
@@ -40,9 +32,9 @@ class GeventDns:
         self._resolver.lifetime = timeout_s
         self._resolver.timeout = timeout_s
         self._resolver.cache = None  # ours honours the TTL per name below
-        self._cache: dict[tuple[str, str | None], _Answer] = {}
+        self._cache: dict[tuple[str, str | None], CachedAnswer] = {}
         self._pending: dict[
-            tuple[str, str | None], gevent.event.AsyncResult[_Answer | DnsFailed]
+            tuple[str, str | None], gevent.event.AsyncResult[CachedAnswer | DnsFailed]
         ] = {}
         self._addresses: dict[str, tuple[str, float]] = {}
         self.queries = 0
@@ -81,24 +73,17 @@ class GeventDns:
         self._addresses[host] = (address, time.monotonic() + _ADDRESS_CACHE_S)
         return address
 
-    def _query(self, name: str, txt_name: str | None) -> _Answer | DnsFailed:
+    def _query(self, name: str, txt_name: str | None) -> CachedAnswer | DnsFailed:
         self.queries += 1
         try:
             answer = self._resolver.resolve(name, dns.rdatatype.CNAME)
         except dns.exception.DNSException as exc:
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            return DnsFailed(now=time.monotonic(), failure=dns_failure_kind(exc), detail=detail)
-        rrset = answer.rrset
-        assert rrset is not None
-        target = str(next(iter(rrset)).target).rstrip(".")
-        expires_at = time.monotonic() + rrset.ttl
+            return lookup_failed(exc)
+        target, expires_at = cname_answer(answer)
         txt = None
         if txt_name:
             try:
-                records = self._resolver.resolve(txt_name, dns.rdatatype.TXT)
-                txt = "".join(
-                    part.decode("utf-8", "replace") for record in records for part in record.strings
-                )
+                txt = txt_text(self._resolver.resolve(txt_name, dns.rdatatype.TXT))
             except dns.exception.DNSException:
                 txt = None
-        return _Answer(target=target, txt=txt, expires_at=expires_at)
+        return CachedAnswer(target=target, txt=txt, expires_at=expires_at)

@@ -24,10 +24,30 @@ from iotdr.agent.core.events import DnsAnswered, DnsFailed, DnsFailure, Event
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class CachedAnswer:
+    """A CNAME answer and its TXT, until `expires_at` (monotonic)."""
+
     target: str
     txt: str | None
     expires_at: float
+
+
+def lookup_failed(exc: dns.exception.DNSException) -> DnsFailed:
+    """The core's event for a failed CNAME lookup."""
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return DnsFailed(now=time.monotonic(), failure=dns_failure_kind(exc), detail=detail)
+
+
+def cname_answer(answer: dns.resolver.Answer) -> tuple[str, float]:
+    """The CNAME target and when it expires (monotonic)."""
+    rrset = answer.rrset
+    assert rrset is not None
+    return str(next(iter(rrset)).target).rstrip("."), time.monotonic() + rrset.ttl
+
+
+def txt_text(records: dns.resolver.Answer) -> str:
+    """A TXT answer's strings joined, as the agent reads them."""
+    return "".join(part.decode("utf-8", "replace") for record in records for part in record.strings)
 
 
 def dns_failure_kind(exc: Exception) -> DnsFailure:
@@ -48,8 +68,8 @@ class SharedDns:
         self._resolver.lifetime = timeout_s
         self._resolver.timeout = timeout_s
         self._resolver.cache = None  # ours honours the TTL per name below
-        self._cache: dict[tuple[str, str | None], _Answer] = {}
-        self._pending: dict[tuple[str, str | None], asyncio.Task[_Answer | DnsFailed]] = {}
+        self._cache: dict[tuple[str, str | None], CachedAnswer] = {}
+        self._pending: dict[tuple[str, str | None], asyncio.Task[CachedAnswer | DnsFailed]] = {}
         self.queries = 0
 
     async def resolve(self, name: str, txt_name: str | None) -> Event:
@@ -74,24 +94,17 @@ class SharedDns:
             now=now, target=result.target, ttl=max(0.0, result.expires_at - now), txt=result.txt
         )
 
-    async def _query(self, name: str, txt_name: str | None) -> _Answer | DnsFailed:
+    async def _query(self, name: str, txt_name: str | None) -> CachedAnswer | DnsFailed:
         self.queries += 1
         try:
             answer = await self._resolver.resolve(name, dns.rdatatype.CNAME)
         except dns.exception.DNSException as exc:
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            return DnsFailed(now=time.monotonic(), failure=dns_failure_kind(exc), detail=detail)
-        rrset = answer.rrset
-        assert rrset is not None
-        target = str(next(iter(rrset)).target).rstrip(".")
-        expires_at = time.monotonic() + rrset.ttl
+            return lookup_failed(exc)
+        target, expires_at = cname_answer(answer)
         txt = None
         if txt_name:
             try:
-                records = await self._resolver.resolve(txt_name, dns.rdatatype.TXT)
-                txt = "".join(
-                    part.decode("utf-8", "replace") for record in records for part in record.strings
-                )
+                txt = txt_text(await self._resolver.resolve(txt_name, dns.rdatatype.TXT))
             except dns.exception.DNSException:
                 txt = None
-        return _Answer(target=target, txt=txt, expires_at=expires_at)
+        return CachedAnswer(target=target, txt=txt, expires_at=expires_at)
