@@ -20,7 +20,7 @@ from iotdr.simulator.expectations import expectations
 from iotdr.simulator.locust_run import free_port, locustfile, master_argv, worker_argv
 from iotdr.simulator.results import DeviceSummary, RunFacts, fleet_report
 from iotdr.simulator.run import certificates_dir, connect_limits, fleet_tls_environment
-from iotdr.simulator.scenario import Criteria, load_scenario
+from iotdr.simulator.scenario import Criteria, Scenario, load_scenario
 from iotdr.testbed.pki import issue_client_certificates
 from iotdr.testbed.testbed import Testbed
 
@@ -102,14 +102,23 @@ def test_two_workers_run_a_hard_down_failover_with_the_local_report(tmp_path: Pa
     assert done.returncode == (0 if report["verdict"] == "pass" else 1)
 
 
-def test_a_worker_killed_mid_run_is_reported_and_the_run_ends(tmp_path: Path) -> None:
-    devices = 60
+def _hard_down_on_a_testbed(
+    tmp_path: Path, devices: int, duration: int
+) -> tuple[Path, Scenario, Path, Testbed]:
+    """The hard-down scenario file, its parsed form, an output folder, and a
+    testbed with the scenario's CONNECT quotas (the caller brings it down)."""
     scenario_path = tmp_path / "hard-down.yaml"
-    scenario_path.write_text(HARD_DOWN.format(devices=devices, duration=10))
+    scenario_path.write_text(HARD_DOWN.format(devices=devices, duration=duration))
     scenario = load_scenario(scenario_path)
     out = tmp_path / "out"
     out.mkdir()
     testbed = Testbed.up(tmp_path / "testbed", connect_limits=connect_limits(scenario.limits))
+    return scenario_path, scenario, out, testbed
+
+
+def test_a_worker_killed_mid_run_is_reported_and_the_run_ends(tmp_path: Path) -> None:
+    devices = 60
+    scenario_path, scenario, out, testbed = _hard_down_on_a_testbed(tmp_path, devices, 10)
     started: list[subprocess.Popen[str]] = []
     try:
         issue_client_certificates(
@@ -177,12 +186,7 @@ def test_real_endpoint_mode_cuts_a_region_from_inside_the_workers_namespace(
     primary's addresses in its own namespace (iptables), and the fleet
     fails over as it would from a region it can no longer reach."""
     devices = 40
-    scenario_path = tmp_path / "outage.yaml"
-    scenario_path.write_text(HARD_DOWN.format(devices=devices, duration=8))
-    scenario = load_scenario(scenario_path)
-    out = tmp_path / "out"
-    out.mkdir()
-    testbed = Testbed.up(tmp_path / "testbed", connect_limits=connect_limits(scenario.limits))
+    scenario_path, scenario, out, testbed = _hard_down_on_a_testbed(tmp_path, devices, 8)
     started: list[subprocess.Popen[str]] = []
     try:
         certificates = certificates_dir(testbed)
