@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from iotdr.agent.core.settings import ConfigError, Settings, parse_settings
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import Settings, parse_settings
 
 # Real configurations are a few KiB; these bounds only stop hostile input.
 MAX_FILE_BYTES = 1024 * 1024

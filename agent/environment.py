@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from iotdr.agent.config_files import LoadedConfig
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
 
 # A CA bundle is the largest of the three; the system one is about 200 KiB.
 MAX_TLS_FILE_BYTES = 4 * 1024 * 1024

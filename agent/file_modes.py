@@ -12,7 +12,8 @@ import os
 import pwd
 import stat
 
-from iotdr.agent.core.settings import ConfigError, Settings
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import Settings
 
 
 def _user() -> str:

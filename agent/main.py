@@ -13,7 +13,8 @@ from pathlib import Path
 
 from iotdr.agent.config_files import LoadedConfig, load_for
 from iotdr.agent.control import query_status
-from iotdr.agent.core.settings import DEFAULT_CONTROL_SOCKET, ConfigError
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import DEFAULT_CONTROL_SOCKET
 from iotdr.agent.daemon import Daemon, EndpointFilter
 from iotdr.agent.environment import check_environment
 from iotdr.agent.file_modes import check_tls_files

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 
 from iotdr.agent.core.endpoints import region_of
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
 from iotdr.simulator.real_run import Target
 from iotdr.simulator.scenario import Scenario, device_settings
 

@@ -30,8 +30,8 @@ import gevent.event
 from locust import User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from iotdr.agent.core.errors import ConfigError
 from iotdr.agent.core.failures import FailureKind
-from iotdr.agent.core.settings import ConfigError
 from iotdr.simulator import wire
 from iotdr.simulator.aws_faults import (
     AwsFaultError,

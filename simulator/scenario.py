@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from iotdr.agent.core.settings import ConfigError, Reader, Settings, TlsSettings, parse_settings
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import Reader, Settings, TlsSettings, parse_settings
 
 # Faults by the testbed's names; `cname` takes a target, the rest a region.
 REGION_FAULTS = ("kill", "restore", "blackhole", "heal", "jitr")

@@ -8,9 +8,10 @@ same code; the simulator may import from here and nowhere else in the agent.
 """
 
 from iotdr.agent.core.commands import Command
+from iotdr.agent.core.errors import ConfigError
 from iotdr.agent.core.events import Event
 from iotdr.agent.core.machine import Machine, Snapshot, State
-from iotdr.agent.core.settings import ConfigError, Settings, parse_settings
+from iotdr.agent.core.settings import Settings, parse_settings
 
 __all__ = [
     "Command",

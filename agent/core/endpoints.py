@@ -15,6 +15,8 @@ import functools
 import json
 from dataclasses import dataclass
 
+from iotdr.agent.core.errors import TxtError
+
 
 class Role(enum.Enum):
     PRIMARY = "primary"
@@ -52,10 +54,6 @@ class RegionRoles:
         if region == self.secondary:
             return Role.SECONDARY
         return Role.UNKNOWN
-
-
-class TxtError(ValueError):
-    """The TXT record does not hold the expected JSON object."""
 
 
 def region_of(host: str) -> str | None:

@@ -69,11 +69,11 @@ from iotdr.agent.core.endpoints import (
     Endpoint,
     RegionRoles,
     Role,
-    TxtError,
     host_allowed,
     parse_region_roles,
     region_of,
 )
+from iotdr.agent.core.errors import MachineError, TxtError
 from iotdr.agent.core.events import (
     ConfigChanged,
     ConnectFailed,
@@ -101,10 +101,6 @@ class State(enum.Enum):
     CONNECTED = "connected"
     WAITING = "waiting"
     STOPPED = "stopped"
-
-
-class MachineError(RuntimeError):
-    """The caller broke the core's contract (e.g. an event before Started)."""
 
 
 # Loss kinds after which the endpoint just lost is tried last, not first:
@@ -281,11 +277,9 @@ class Machine:
             return []
         if self.state is State.IDLE and not isinstance(event, Started):
             raise MachineError(f"{type(event).__name__} before Started")
-        name = TRANSITIONS.get((self.state, type(event)))
-        if name is None and self.state is not State.IDLE:
-            name = ANY_STATE.get(type(event))
-        if name is not None:
-            getattr(self, name)(event)
+        handler = _HANDLERS.get(type(event), _NO_HANDLERS).get(self.state)
+        if handler is not None:
+            handler(self, event)
         out, self._out = self._out, []
         return out
 
@@ -879,3 +873,21 @@ class Machine:
         self._set_state(State.STOPPED, event.now)
         # The daemon logs "stopped" once its teardown is done.
         self._report(Level.INFO, "stop requested: closing the connection")
+
+
+def _handlers() -> dict[type[Event], dict[State, Handler]]:
+    """The two tables above as one lookup, event type -> state -> method:
+    the state's own transition, else the watcher (never in IDLE)."""
+    table: dict[type[Event], dict[State, Handler]] = {}
+    for state in State:
+        for event_type in {t for _, t in TRANSITIONS} | set(ANY_STATE):
+            name = TRANSITIONS.get((state, event_type))
+            if name is None and state is not State.IDLE:
+                name = ANY_STATE.get(event_type)
+            if name is not None:
+                table.setdefault(event_type, {})[state] = getattr(Machine, name)
+    return table
+
+
+_HANDLERS = _handlers()
+_NO_HANDLERS: dict[State, Handler] = {}

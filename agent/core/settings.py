@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from iotdr.agent.core.aws_limits import limit_violation
 from iotdr.agent.core.bridge_settings import BridgeSettings, parse_bridge
+from iotdr.agent.core.errors import ConfigError, one_line
 
 T = TypeVar("T")
 
@@ -36,23 +37,6 @@ MAX_SOCKET_PATH_BYTES = 107
 MAX_SECONDS = 86_400.0
 DEFAULT_CONTROL_SOCKET = "/run/iotdr/agent.sock"
 DEFAULT_STATE_DIR = "/var/lib/iotdr"
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or wrong; names file and key."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source = source
-        self.key = one_line(key)
-        self.problem = one_line(problem, 300)
-        super().__init__(f"{source}: {self.key}: {self.problem}")
-
-
-def one_line(text: str, limit: int = 120) -> str:
-    """`text` safe for a single log line: control characters escaped,
-    long text cut (hostile input must not flood or forge log lines)."""
-    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return escaped if len(escaped) <= limit else f"{escaped[:limit]}... ({len(text)} characters)"
 
 
 def shown(value: Any) -> str:

@@ -10,15 +10,14 @@ from iotdr.agent.config_files import load, load_for, system_layers
 from iotdr.agent.core.bridge_settings import BridgeSettings
 from iotdr.agent.core.endpoints import (
     Endpoint,
-    TxtError,
     host_allowed,
     parse_region_roles,
     region_of,
     with_region,
 )
+from iotdr.agent.core.errors import ConfigError, TxtError
 from iotdr.agent.core.settings import (
     BackoffSettings,
-    ConfigError,
     ConnectionSettings,
     DnsSettings,
     FailbackSettings,

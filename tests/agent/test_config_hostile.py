@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iotdr.agent.config_files import MAX_FILE_BYTES, load
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
 from iotdr.agent.main import main
 from iotdr.testbed.layout import Layout
 from iotdr.testbed.pki import create_pki

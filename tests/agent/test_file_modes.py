@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iotdr.agent.config_files import load
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
 from iotdr.agent.file_modes import check_tls_files
 
 CONFIG = """

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from iotdr.agent.core.settings import ConfigError, parse_settings
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import parse_settings
 from iotdr.agent.metrics import render
 from iotdr.agent.metrics_server import CONTENT_TYPE, MAX_HEAD_BYTES, MetricsServer
 

@@ -13,8 +13,8 @@ import pytest
 
 from iotdr.agent import notify
 from iotdr.agent.config_files import load
+from iotdr.agent.core.errors import MachineError
 from iotdr.agent.core.events import TimerFired, TimerName
-from iotdr.agent.core.machine import MachineError
 from iotdr.agent.daemon import Daemon, EndpointFilter
 
 

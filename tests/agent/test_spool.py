@@ -13,7 +13,8 @@ import pytest
 from iotdr.agent.bridge import Bridge
 from iotdr.agent.core.aws_limits import limit_violation
 from iotdr.agent.core.bridge_settings import BridgeSettings, FromCloud, ToCloud
-from iotdr.agent.core.settings import ConfigError, parse_settings
+from iotdr.agent.core.errors import ConfigError
+from iotdr.agent.core.settings import parse_settings
 from iotdr.agent.spool import DeadLetter, DiskFullError, Incoming, Spool, SpoolFullError
 from tests.small_disk import fill, read_only, small_disk
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
 from iotdr.simulator.scenario import load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
