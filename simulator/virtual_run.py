@@ -11,18 +11,21 @@ records are merged for one report.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
 import resource
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from iotdr.agent.core.settings import Settings
+from iotdr.simulator.compiled_build import is_compiled
 from iotdr.simulator.device import DeviceRecord
 from iotdr.simulator.expectations import expectations
 from iotdr.simulator.results import RegionSecond, RunFacts
@@ -142,6 +145,32 @@ def run_shard(  # noqa: PLR0917 - the shard's whole brief
     shards: int,
     agree: AgreeOnStart,
     on_progress: Callable[[VirtualFleet], None] | None = None,
+) -> ShardResult:
+    with _cyclic_gc_paused():
+        return _run_shard(scenario, model, shard, shards, agree, on_progress)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A shard makes no reference cycles, so reference counting frees all it
+    drops; the cyclic collector would only walk every device's core again on
+    each full collection (15 % of a 200,000-device run's CPU)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_shard(  # noqa: PLR0917 - the shard's whole brief
+    scenario: Scenario,
+    model: WorldModel,
+    shard: int,
+    shards: int,
+    agree: AgreeOnStart,
+    on_progress: Callable[[VirtualFleet], None] | None,
 ) -> ShardResult:
     started = time.perf_counter()
     fleet = VirtualFleet(
@@ -278,6 +307,7 @@ def merge(scenario: Scenario, results: Sequence[ShardResult], wall_s: float) -> 
         "simulator": {
             "engine": "virtual time (the agent's core in every device; simulator/WORLD_MODEL.md)",
             "shards": shards,
+            "compiled": is_compiled(),  # the mypyc build: simulator/compiled_build.py
             "core_events": events,
             "heap_entries": sum(r.popped for r in results),
             "wall_s": round(wall_s, 2),

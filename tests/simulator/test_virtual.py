@@ -7,6 +7,7 @@ devices are the agent's unchanged core, the regions the world model.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import subprocess
@@ -24,6 +25,7 @@ from iotdr.simulator.virtual_fleet import VirtualFleet, device_seed
 from iotdr.simulator.virtual_rng import SplitMix64
 from iotdr.simulator.virtual_run import (
     finish_records,
+    run_shard,
     run_virtual,
     the_testbed_regions,
     virtual_settings,
@@ -214,6 +216,27 @@ def test_a_run_is_a_function_of_its_seed() -> None:
     again, _ = fleet_report(run_virtual(sc), sc.criteria, sc.name)
     first.pop("simulator"), again.pop("simulator")
     assert first == again
+
+
+def test_a_shard_pauses_the_cyclic_collector_and_gives_it_back() -> None:
+    """The engine turns the cyclic GC off for a shard (it makes no cycles);
+    the caller's process gets it back, on error too."""
+    sc = scenario("region-hard-down", 20)
+    seen: list[bool] = []
+
+    def agree(t: float) -> float:  # called mid-shard, after the ramp-up
+        seen.append(gc.isenabled())
+        return t
+
+    run_shard(sc, TESTBED, 0, 1, agree)
+    assert seen == [False] and gc.isenabled()
+
+    def broken(_t: float) -> float:
+        raise RuntimeError("the other shards are gone")
+
+    with pytest.raises(RuntimeError, match="shards are gone"):
+        run_shard(sc, TESTBED, 0, 1, broken)
+    assert gc.isenabled()
 
 
 def test_a_storm_above_the_quota_is_throttled_and_the_fleet_still_recovers() -> None:
