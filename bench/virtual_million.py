@@ -9,6 +9,9 @@ wall time (building the fleet, simulating, records), core events and
 events per second, peak RSS, and the fleet's figures.
 
     flock /tmp/iotdr-measure.lock .venv/bin/python bench/virtual_million.py --devices 1000000
+
+`--compiled` runs the core and the engine compiled with mypyc
+(simulator/compiled_build.py; the same source, the same results).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import threading
 import time
 from dataclasses import replace
 
+from iotdr.simulator.compiled_build import is_compiled, rerun_compiled
 from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import parse_scenario
 from iotdr.simulator.virtual_run import run_virtual
@@ -91,7 +96,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--ttl", type=float, default=60.0, help="CNAME TTL (s)")
+    parser.add_argument(
+        "--compiled", action="store_true", help="the core and engine compiled with mypyc"
+    )
     args = parser.parse_args()
+    if args.compiled and not is_compiled():
+        rerun_compiled([__file__, *sys.argv[1:]])  # builds first if the source changed
     scenario = parse_scenario(SCENARIO, "bench/virtual_million.py").with_devices(args.devices)
     model = replace(without_testbed_limits(TESTBED), cname_ttl_s=args.ttl)
     sampler = TreeMemorySampler()
@@ -109,6 +119,7 @@ def main() -> None:
     rto, back = report["rto_s"], report["time_to_recovered_s"]
     assert isinstance(rto, dict) and isinstance(back, dict)
     print(f"devices                 {args.devices:,} in {sim['shards']} processes")
+    print(f"core and engine         {'compiled (mypyc)' if sim['compiled'] else 'interpreted'}")
     print(f"virtual time            {facts.duration_s - facts.connections_from:.0f} s")
     print(f"wall: simulate          {simulated:.1f} s (shard 0: {sim['phases_s']})")
     print(f"wall: report            {reported:.1f} s (results.fleet_report)")

@@ -87,6 +87,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to run it again (--compiled)
     try:
         code: int = args.func(args)
     except BrokenPipeError:

@@ -32,7 +32,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
+from iotdr.simulator.compiled_build import add_compiled_option, switch_to_compiled
 from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import Limits, Scenario, load_scenario
 from iotdr.simulator.virtual_run import run_virtual
@@ -141,6 +142,9 @@ def _shown(value: float | None) -> str:
 
 
 def run_advise(args: argparse.Namespace) -> int:
+    if (error := switch_to_compiled(args, "iotdr simulate advise")) is not None:
+        print(error, file=sys.stderr)
+        return 2
     try:
         scenario = load_scenario(Path(args.scenario))
         if args.devices < 1 or args.quota <= 0 or args.sample < 10:
@@ -186,4 +190,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--sample", type=int, default=1000, help="devices simulated (default 1000; see README)"
     )
     parser.add_argument("--plot", help="PNG of RTO p99 and throttled CONNECTs against the spread")
+    add_compiled_option(parser)
     parser.set_defaults(func=run_advise)

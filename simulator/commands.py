@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from iotdr.simulator.advise import register as register_advise
+from iotdr.simulator.compiled_build import add_compiled_option
 from iotdr.simulator.locust_run import run_worker
 from iotdr.simulator.run import run_outer
 from iotdr.simulator.scenario import DEFAULT_CLIENT_ID
@@ -52,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--virtual", action="store_true", help="in virtual time, without a testbed (any size)"
     )
     run.add_argument("--shards", type=int, help="--virtual: processes (default: by fleet size)")
+    add_compiled_option(run)
     run.add_argument(
         "--engine", choices=("local", "locust"), default="local",
         help="local: one process (CRT); locust: a Locust master and --workers worker processes",

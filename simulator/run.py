@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iotdr.agent.core.settings import ConfigError
+from iotdr.agent.core.errors import ConfigError
+from iotdr.simulator.compiled_build import switch_to_compiled
 from iotdr.simulator.locust_run import run_on_endpoints, run_on_testbed
 from iotdr.simulator.scenario import Limits, Scenario, load_scenario
 from iotdr.simulator.virtual_command import run_virtual_command
@@ -116,6 +117,12 @@ def run_outer(args: argparse.Namespace) -> int:
         scenario = scenario_from_args(args)
     except ConfigError as exc:
         print(f"iotdr simulate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if getattr(args, "compiled", False) and not getattr(args, "virtual", False):
+        print("iotdr simulate: --compiled: only with --virtual", file=sys.stderr)
+        return EXIT_ERROR
+    if (error := switch_to_compiled(args, "iotdr simulate")) is not None:
+        print(error, file=sys.stderr)
         return EXIT_ERROR
     if getattr(args, "virtual", False):  # no testbed: the world model answers
         return EXIT_PASS if run_virtual_command(args, scenario) else EXIT_FAIL
