@@ -19,6 +19,7 @@ from iotdr.agent.core.commands import (
     Why,
 )
 from iotdr.agent.core.endpoints import Endpoint, Role
+from iotdr.agent.core.errors import MachineError
 from iotdr.agent.core.events import (
     ConfigChanged,
     ConnectFailed,
@@ -34,7 +35,7 @@ from iotdr.agent.core.events import (
     TimerName,
 )
 from iotdr.agent.core.failures import FailureKind
-from iotdr.agent.core.machine import Machine, MachineError, State
+from iotdr.agent.core.machine import Machine, State
 from tests.agent.world import EVIL, PRIMARY, SECONDARY, DnsMode, Health, World, make_settings
 
 TXT = '{"primary": "region-a", "secondary": "region-b"}'
