@@ -353,17 +353,18 @@ class VirtualFleet:
             return  # abandoned by the core before it got there
         region = self.regions[region_index]
         push, connack = self.queue.push, self.model.connack_s
+        # A close (no CONNACK) is noticed at once: WorldModel.connack_s.
         if region.killed:  # died mid-handshake: closed before CONNACK
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
             push(at + self._connack_timeout_s, RESULT, device, attempt, code)
         elif region.jitr and not region.registered(device, at):
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.admit(device * 2, at, math.floor(at)) == ACCEPTED:
             push(at + connack, RESULT, device, attempt, 0)
         else:
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
+            push(at, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
 
     def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
         if self.pending[device] != attempt:
@@ -494,7 +495,8 @@ class VirtualFleet:
             code = FAILURE_CODE[FailureKind.JITR_HANGUP]
         elif region.admit(device * 2 + 1, at, math.floor(at)) != ACCEPTED:
             code = FAILURE_CODE[self.refuse_kind]
-        self.queue.push(at + self.model.connack_s, PROBE, device, probe_id, packed + code)
+        done = at + self.model.connack_s if code == 0 else at  # a close: at once
+        self.queue.push(done, PROBE, device, probe_id, packed + code)
 
     def _probe_done(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
         code = packed % 16
