@@ -10,8 +10,8 @@ time are the same devices making the same draws, and differ only in what
 the world answers them. That is what makes a real run and a virtual run
 comparable figure by figure: with draws of their own they are two samples
 of the fleet's randomness, and a figure as sensitive to it as the busiest
-second's connect attempts differs by up to ±30 % between two seeds of one
-engine (bench/virtual_validation.py --seeds; simulator/WORLD_MODEL.md).
+second's connect attempts went from 39 to 74/s over 29 seeds of one
+blackhole scenario (bench/virtual_validation.py --seeds; WORLD_MODEL.md).
 
 SplitMix64 (`virtual_rng`) keeps one integer per device, which a million
 virtual devices need; `random.Random` would keep 2.5 KB each.
@@ -40,11 +40,6 @@ def device_draws(seed: int, index: int) -> tuple[int, float]:
 def device_seed(seed: int, index: int) -> int:
     """Device `index`'s core RNG seed: the same whatever the engine or sharding."""
     return device_draws(seed, index)[0]
-
-
-def device_rng(seed: int, index: int) -> SplitMix64:
-    """Device `index`'s own generator for its core."""
-    return SplitMix64(device_seed(seed, index))
 
 
 def telemetry_phase(seed: int, index: int, interval_s: float) -> float:
