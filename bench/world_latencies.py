@@ -9,7 +9,11 @@ model needs (simulator/WORLD_MODEL.md says how each is used):
   whole fleet reconnects at once (the testbed machine's TLS throughput);
 - kill notice: region killed -> each connection reported lost;
 - blackhole notice: region blackholed -> each connection given up;
-- first ack: CONNACK -> first PUBACK after a failover.
+- first ack: CONNACK -> first PUBACK after a failover;
+- refusal: Connect -> a quota refusal noticed (the next attempt comes the
+  first JITR retry delay after it), and how much later a CONNACK comes
+  (`connack_s`); needs a scenario whose quota refuses, e.g.
+  bench/validation/blackhole.yaml.
 
     flock /tmp/iotdr-measure.lock .venv/bin/python bench/world_latencies.py \\
         config/scenarios/region-hard-down.yaml --devices 1000 --dir /tmp/wl
@@ -30,6 +34,7 @@ from iotdr.simulator.progress import Progress
 from iotdr.simulator.real_run import RealRun, testbed_target
 from iotdr.simulator.run import certificates_dir, connect_limits, fleet_tls_environment
 from iotdr.simulator.scenario import load_scenario
+from iotdr.simulator.virtual_world import TESTBED
 from iotdr.testbed.pki import issue_client_certificates
 from iotdr.testbed.prerequisites import raise_open_files_limit
 from iotdr.testbed.testbed import Testbed
@@ -45,6 +50,7 @@ def inner(args: argparse.Namespace) -> None:
     dump = {
         "faults": [[e.since, e.fault.fault if e.fault else None] for e in facts.faults],
         "ack_timeout_s": RealRun(scenario, target, progress).settings().connection.ack_timeout_s,
+        "jitr_retry_s": RealRun(scenario, target, progress).settings().jitr.retry_delays_s[0],
         "interval_s": scenario.fleet.publish_interval_s,
         "records": [
             {
@@ -78,6 +84,29 @@ def analyse(path: Path) -> dict[str, Any]:
         if r["connections"] and len(r["attempts"]) >= 1 and r["connections"][0][2] < 0
     ]
     out["handshake_s (ramp, Connect->CONNACK)"] = quantiles(ramp)
+    retry = data.get("jitr_retry_s", 1.0)
+    refusals = [
+        later - first - retry
+        for r in records
+        for first, later in zip(r["attempts"], r["attempts"][1:], strict=False)
+        if retry <= later - first < retry + 0.5
+        and not any(first <= c[2] <= later for c in r["connections"])
+    ]
+    connacks = [
+        c[2] - max(t for t in r["attempts"] if t <= c[2])
+        for r in records
+        for c in r["connections"]
+        if any(t <= c[2] for t in r["attempts"])
+    ]
+    if refusals and connacks:
+        service = TESTBED.handshake_service_s
+        out["refusals"] = len(refusals)
+        out["handshake_s (Connect->refusal noticed - handshake_service_s)"] = quantiles(
+            [v - service for v in refusals]
+        )
+        out["connack_s (median Connect->CONNACK - median Connect->refusal)"] = round(
+            statistics.median(connacks) - statistics.median(refusals), 4
+        )
     if faults:
         at, kind = faults[0]
         ended = [

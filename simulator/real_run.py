@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import resource
 import subprocess
 import sys
@@ -32,14 +31,14 @@ from iotdr.agent.core.endpoints import region_of
 from iotdr.agent.core.events import Started
 from iotdr.agent.core.settings import Settings
 from iotdr.simulator.crt_sessions import CrtPlumbing
-from iotdr.simulator.device import Device
+from iotdr.simulator.draws import fleet_devices
 from iotdr.simulator.driver import DeviceDriver, FleetContext, Telemetry
 from iotdr.simulator.expectations import Expectation, expectations
 from iotdr.simulator.inbox import Inbox
 from iotdr.simulator.probes import Prober
 from iotdr.simulator.progress import Progress, Snapshot
 from iotdr.simulator.results import Observed, RegionSecond, RunFacts
-from iotdr.simulator.scenario import Fault, Scenario, device_settings, device_tls, for_device
+from iotdr.simulator.scenario import Fault, Scenario, device_settings
 from iotdr.simulator.shared_dns import SharedDns
 from iotdr.simulator.testbed_faults import apply_fault
 from iotdr.testbed.testbed import Testbed
@@ -159,11 +158,10 @@ class RealRun:
             ),
         )
         settings = self.settings()
-        rng = random.Random(scenario.seed)
-        for client_id in scenario.fleet.client_ids():
-            device_rng = random.Random(rng.getrandbits(64))
-            tls = device_tls(target.certificates, client_id)
-            device = Device(client_id, for_device(settings, client_id, tls), device_rng)
+        devices = fleet_devices(
+            scenario, settings, target.certificates, range(scenario.fleet.devices)
+        )  # the same draws as in virtual time (draws.py)
+        for device, _phase in devices:
             self._drivers.append(DeviceDriver(device, fleet))
         observer = self._start_observer(observer_out) if observer_out else None
         ticker = loop.create_task(self._show_progress())
@@ -173,8 +171,8 @@ class RealRun:
         try:
             ramp_started = time.monotonic()
             await self._ramp_up(loop)
-            for driver in self._drivers:
-                driver.start_producing(rng.uniform(0, scenario.fleet.publish_interval_s))
+            for driver, (_device, phase) in zip(self._drivers, devices, strict=True):
+                driver.start_producing(phase)
             self._phase = "settling"
             await asyncio.sleep(scenario.fleet.settle_s)
             t0 = self._t0 = time.monotonic()

@@ -65,6 +65,7 @@ from iotdr.agent.core.failures import FailureKind
 from iotdr.agent.core.machine import Machine, State
 from iotdr.agent.core.settings import ProbeDepth, Settings, TlsSettings
 from iotdr.simulator.device import Connection, DeviceRecord
+from iotdr.simulator.draws import device_draws
 from iotdr.simulator.scenario import Fault, Scenario, for_device
 from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, EventQueue
 from iotdr.simulator.virtual_rng import SplitMix64
@@ -96,12 +97,6 @@ _NONE: set[int] = set()  # never added to: see VirtualFleet.__init__
 POLL_S = 0.25  # the real run polls the ramp-up this often
 RAMP_GRACE_S = 30.0
 PLACEHOLDER_TLS = TlsSettings(ca_file="ca.pem", cert_file="device.pem", key_file="device.key")
-
-
-def device_seed(seed: int, index: int) -> int:
-    """Device `index`'s RNG seed: the same whatever the sharding."""
-    mixer = SplitMix64(seed * 0x100000001B3 + index)
-    return mixer.next64()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +138,15 @@ class VirtualFleet:
         client_ids = scenario.fleet.client_ids(self.total)
         self.machines: list[Machine] = []
         self.records: list[DeviceRecord] = []
-        for index in self.indices:
+        # Each device's draws as every engine makes them (draws.py).
+        interval = scenario.fleet.publish_interval_s
+        self.phase = array("d", [0.0]) * n
+        for local, index in enumerate(self.indices):
             client_id = client_ids[index]
             device_settings = for_device(settings, client_id, PLACEHOLDER_TLS)
-            rng = SplitMix64(device_seed(scenario.seed, index))
-            self.machines.append(Machine(device_settings, rng))
+            core_seed, phase = device_draws(scenario.seed, index)
+            self.phase[local] = phase * interval
+            self.machines.append(Machine(device_settings, SplitMix64(core_seed)))
             # Which sequences were acknowledged matters only against a cloud
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
@@ -158,7 +157,6 @@ class VirtualFleet:
         self.pending_region = array("b", [0]) * n
         self.pending_why = array("b", [0]) * n
         self.conn_region = array("b", [-1]) * n
-        self.phase = array("d", [0.0]) * n
         self.connected = 0
         limits = scenario.limits
         rate = None if limits is None else limits.account_connects_per_s
@@ -219,11 +217,8 @@ class VirtualFleet:
         """Telemetry from `t_telemetry` (each device at its own phase), t=0
         after `settle_s`, the faults at their times, the end after drain."""
         scenario = self.scenario
-        interval = scenario.fleet.publish_interval_s
         self.run_until(t_telemetry)
         self.t_telemetry = t_telemetry
-        for local in range(len(self.indices)):
-            self.phase[local] = self._rng.uniform(0, interval)
         t0 = self.t0 = t_telemetry + scenario.fleet.settle_s
         self.t_stop = t0 + scenario.duration_s
         for i, fault in enumerate(scenario.timeline):
@@ -358,17 +353,18 @@ class VirtualFleet:
             return  # abandoned by the core before it got there
         region = self.regions[region_index]
         push, connack = self.queue.push, self.model.connack_s
+        # A close (no CONNACK) is noticed at once: WorldModel.connack_s.
         if region.killed:  # died mid-handshake: closed before CONNACK
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
             push(at + self._connack_timeout_s, RESULT, device, attempt, code)
         elif region.jitr and not region.registered(device, at):
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.admit(device * 2, at, math.floor(at)) == ACCEPTED:
             push(at + connack, RESULT, device, attempt, 0)
         else:
-            push(at + connack, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
+            push(at, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
 
     def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
         if self.pending[device] != attempt:
@@ -499,7 +495,8 @@ class VirtualFleet:
             code = FAILURE_CODE[FailureKind.JITR_HANGUP]
         elif region.admit(device * 2 + 1, at, math.floor(at)) != ACCEPTED:
             code = FAILURE_CODE[self.refuse_kind]
-        self.queue.push(at + self.model.connack_s, PROBE, device, probe_id, packed + code)
+        done = at + self.model.connack_s if code == 0 else at  # a close: at once
+        self.queue.push(done, PROBE, device, probe_id, packed + code)
 
     def _probe_done(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
         code = packed % 16

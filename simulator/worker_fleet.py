@@ -12,7 +12,6 @@ with times relative to t=0.
 
 from __future__ import annotations
 
-import random
 import resource
 import time
 from collections.abc import Mapping
@@ -22,7 +21,8 @@ from typing import Any
 import gevent
 
 from iotdr.agent.core.events import Started
-from iotdr.simulator.device import Device, DeviceRecord
+from iotdr.simulator.device import DeviceRecord
+from iotdr.simulator.draws import fleet_devices
 from iotdr.simulator.gevent_dns import GeventDns
 from iotdr.simulator.paho_driver import (
     ConnectWatcher,
@@ -32,7 +32,7 @@ from iotdr.simulator.paho_driver import (
     Telemetry,
 )
 from iotdr.simulator.real_run import LoopLag
-from iotdr.simulator.scenario import Scenario, device_settings, device_tls, for_device
+from iotdr.simulator.scenario import Scenario, device_settings
 
 _TICK_S = 0.25
 _RAMP_GRACE_S = 30.0
@@ -66,17 +66,14 @@ class WorkerFleet:
             on_connect=on_connect,
         )
         settings = device_settings(scenario.agent, base=base_config, source=scenario.source)
-        rng = random.Random(scenario.seed)  # as the local engine draws them
         start, stop = shard
         self.first_index = start
-        self.drivers: list[PahoDriver] = []
-        for index, client_id in enumerate(fleet.client_ids()):
-            device_rng = random.Random(rng.getrandbits(64))
-            if start <= index < stop:
-                tls = device_tls(certificates, client_id)
-                device = Device(client_id, for_device(settings, client_id, tls), device_rng)
-                self.drivers.append(PahoDriver(device, self.fleet))
-        self._phases = random.Random(scenario.seed + start)
+        # The same draws as the local engine and virtual time (draws.py).
+        devices = fleet_devices(
+            scenario, settings, certificates, range(start, min(stop, fleet.devices))
+        )
+        self.drivers = [PahoDriver(device, self.fleet) for device, _phase in devices]
+        self._phases = [phase for _device, phase in devices]
         self._cpu_before = time.process_time()
         # The worker's own health, as the local engine reports its loop's:
         # when the hub runs callbacks late, devices see events late.
@@ -98,8 +95,7 @@ class WorkerFleet:
         end = start + (self.first_index + len(self.drivers)) / rate + _RAMP_GRACE_S
         while time.monotonic() < end and self.connected() < len(self.drivers):
             gevent.sleep(_TICK_S)
-        for driver in self.drivers:
-            phase = self._phases.uniform(0, self.scenario.fleet.publish_interval_s)
+        for driver, phase in zip(self.drivers, self._phases, strict=True):
             driver.start_producing(phase)
         return self.connected()
 

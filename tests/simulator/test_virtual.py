@@ -19,9 +19,10 @@ import pytest
 
 from iotdr.agent.core.events import ConnectSucceeded, Event
 from iotdr.simulator.device import Device, DeviceRecord
+from iotdr.simulator.draws import device_seed
 from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import Scenario, load_scenario
-from iotdr.simulator.virtual_fleet import VirtualFleet, device_seed
+from iotdr.simulator.virtual_fleet import VirtualFleet
 from iotdr.simulator.virtual_rng import SplitMix64
 from iotdr.simulator.virtual_run import (
     finish_records,
