@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from iotdr.simulator import compiled_build
 from iotdr.simulator.compiled_build import (
     ENV_MARK,
     BuildError,
@@ -99,6 +98,6 @@ def test_a_rerun_that_still_loads_the_source_stops_with_one_line(
 
 
 def test_a_missing_compiler_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(compiled_build.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("shutil.which", lambda _name: None)
     with pytest.raises(BuildError, match="needs a C compiler"):
         build(tmp_path)
