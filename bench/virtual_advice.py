@@ -7,19 +7,24 @@ stands for the whole fleet.
 For each fleet size N and quota Q it runs `iotdr simulate advise`'s sweep
 (the hard-down example's first fault; see simulator/advise.py) and prints
 the advised spread with its RTO p99 and throttled CONNECTs next to the
-agent's default spread (0.5 s). Then it runs 10^4 devices at 500/s whole
+agent's default spread (0.5 s); every trial goes to stderr. Then it runs 10^4 devices at 500/s whole
 and as a sample, at the advised spread, to show the scaling holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from iotdr.simulator.advise import advise, best, fleet_for_advice, trial
 from iotdr.simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _s(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
 
 
 def main() -> None:
@@ -39,6 +44,14 @@ def main() -> None:
         for quota in (float(q) for q in args.quotas.split(",")):
             trials = advise(scenario, devices, quota, args.sample)
             chosen = best(trials, devices)
+            for t in trials:  # every trial on record, beside the table
+                print(
+                    f"  {devices:,} at {quota:g}/s: spread {t.spread_s:g} s, backoff.max_s "
+                    f"{t.backoff_max_s:g}: RTO p99 {_s(t.rto_p99_s)}, 99 % back {_s(t.back_99_s)}, "
+                    f"throttled {t.throttled:,}, recovered {t.recovered:.1%}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             default = next(t for t in trials if t.spread_s == 0.5 and t.backoff_max_s == 60.0)
             print(
                 f"| {devices:,} | {quota:,.0f} | {devices / quota:,.0f} | {chosen.spread_s:g} "
