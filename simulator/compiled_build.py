@@ -8,8 +8,9 @@ same, typed source to C; nothing is rewritten or copied by hand.
 folder keyed by a hash of every copied file, the Python version and
 mypyc's version, and compiles there the core (`agent/core`, except
 `errors.py`: mypyc's native classes cannot subclass ValueError) and the
-engine's modules (`COMPILED`). A changed source file is a new key, so a
-compiled build can never be older than the source it claims to be.
+engine's modules (`COMPILED_SIMULATOR`). A changed source file is a new
+key, so a compiled build can never be older than the source it claims to
+be.
 `rerun_compiled()` starts the same command again with that folder first on
 `PYTHONPATH`, so every `iotdr` module comes from it and the compiled
 modules shadow their source. `is_compiled()` tells which one is running,
