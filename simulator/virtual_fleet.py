@@ -78,7 +78,7 @@ from iotdr.simulator.virtual_world import (
 )
 
 # Kinds of heap entries: (at, seq, kind, device, a, b).
-START, TIMER, ARRIVE, RESULT, LOST, PUBFAIL, DNS, PROBE, PROBE_ARRIVE, FAULT, POLL = range(11)
+START, TIMER, ARRIVE, RESULT, LOST, PUBFAIL, DNS, PROBE, PROBE_ARRIVE, FAULT = range(10)
 
 FAILURES: tuple[FailureKind, ...] = tuple(FailureKind)
 FAILURE_CODE = {kind: i + 1 for i, kind in enumerate(FAILURES)}  # 0: success / healthy
@@ -258,7 +258,6 @@ class VirtualFleet:
                 self._probe_arrive(at, seq, device, a, b)
             elif kind == FAULT:
                 self._fault(at, seq, device, a, b)
-            # POLL: only wakes the loop
             steps += 1
             if on_progress is not None and steps % 200_000 == 0:
                 on_progress()
