@@ -32,6 +32,7 @@ from typing import Any
 
 from iotdr.simulator.progress import Progress
 from iotdr.simulator.real_run import RealRun, testbed_target
+from iotdr.simulator.results import refusal_and_connack_gaps
 from iotdr.simulator.run import certificates_dir, connect_limits, fleet_tls_environment
 from iotdr.simulator.scenario import load_scenario
 from iotdr.simulator.virtual_world import TESTBED
@@ -85,19 +86,11 @@ def analyse(path: Path) -> dict[str, Any]:
     ]
     out["handshake_s (ramp, Connect->CONNACK)"] = quantiles(ramp)
     retry = data.get("jitr_retry_s", 1.0)
-    refusals = [
-        later - first - retry
-        for r in records
-        for first, later in zip(r["attempts"], r["attempts"][1:], strict=False)
-        if retry <= later - first < retry + 0.5
-        and not any(first <= c[2] <= later for c in r["connections"])
-    ]
-    connacks = [
-        c[2] - max(t for t in r["attempts"] if t <= c[2])
-        for r in records
-        for c in r["connections"]
-        if any(t <= c[2] for t in r["attempts"])
-    ]
+    refusals, connacks = [], []
+    for r in records:
+        gaps = refusal_and_connack_gaps(r["attempts"], [c[2] for c in r["connections"]], retry)
+        refusals += gaps[0]
+        connacks += gaps[1]
     if refusals and connacks:
         service = TESTBED.handshake_service_s
         out["refusals"] = len(refusals)

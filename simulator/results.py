@@ -16,6 +16,7 @@ Definitions (the README repeats them for readers of report.json):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,6 +184,28 @@ def _spread(values: Sequence[float | None]) -> dict[str, float | None]:
 def _time_to_fraction(values: Sequence[float | None]) -> dict[str, float | None]:
     finite = [math.inf if v is None else v for v in values]
     return {f"{p:g}%": percentile(finite, p) for p in (50, 99, 100)}
+
+
+def refusal_and_connack_gaps(
+    attempts: Sequence[float], connected_at: Sequence[float], retry_s: float
+) -> tuple[list[float], list[float]]:
+    """One device's Connect -> quota refusal noticed, read off its retry
+    (which comes `retry_s`, the first JITR retry delay, after the refusal,
+    with no connection between), and Connect -> CONNACK. How
+    bench/world_latencies.py measures the world model on a real run, and
+    how tests check that virtual time answers the same."""
+    refusals = [
+        later - first - retry_s
+        for first, later in itertools.pairwise(attempts)
+        if retry_s <= later - first < retry_s + 0.5
+        and not any(first <= t <= later for t in connected_at)
+    ]
+    connacks = [
+        at - max(t for t in attempts if t <= at)
+        for at in connected_at
+        if any(t <= at for t in attempts)
+    ]
+    return refusals, connacks
 
 
 def attempts_per_second(records: Sequence[DeviceRecord], start: float, end: float) -> list[int]:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from iotdr.simulator.device import DeviceRecord
+from iotdr.simulator.results import refusal_and_connack_gaps
 from iotdr.simulator.scenario import load_scenario
 from iotdr.simulator.virtual_run import run_virtual
 from iotdr.simulator.virtual_world import TESTBED
@@ -22,20 +23,15 @@ FIRST_JITR_RETRY_S = 1.0  # the agent's jitr.retry_delays_s[0]: a refusal's retr
 
 
 def _refusals_and_connacks(records: list[DeviceRecord]) -> tuple[list[float], list[float]]:
-    """Connect -> refusal noticed (a retry 1 s after it, with no connection
-    between) and Connect -> CONNACK, as bench/world_latencies.py reads them
-    from a real run's records."""
-    refusals, connacks = [], []
+    """Connect -> refusal noticed and Connect -> CONNACK over the fleet, as
+    bench/world_latencies.py reads them from a real run's records."""
+    refusals: list[float] = []
+    connacks: list[float] = []
     for record in records:
         connected = [c.connected_at for c in record.connections]
-        for first, then in zip(record.attempts, record.attempts[1:], strict=False):
-            gap = then - first
-            if FIRST_JITR_RETRY_S <= gap < FIRST_JITR_RETRY_S + 0.5 and not any(
-                first <= t <= then for t in connected
-            ):
-                refusals.append(gap - FIRST_JITR_RETRY_S)
-        for at in connected:
-            connacks.append(at - max(t for t in record.attempts if t <= at))
+        gaps = refusal_and_connack_gaps(record.attempts, connected, FIRST_JITR_RETRY_S)
+        refusals += gaps[0]
+        connacks += gaps[1]
     return refusals, connacks
 
 
