@@ -1,11 +1,10 @@
 """Virtual time: one queue of timestamped work, no asyncio, no wall clock.
 
-Everything that happens in a virtual run (a device's timer, a CONNECT
-reaching a region, a fault) is an entry `(at, seq, kind, device, a, b)` in
-one queue, popped in (at, seq) order; `seq` breaks ties in the order work
-was scheduled, so a run is a pure function of its inputs and seed. Tuples
-of ints and floats keep a million pending entries small and fast to
-compare.
+Everything a device has coming (its timer, its CONNECT reaching a region,
+an answer) is an entry `(at, seq, kind, a, b)` in that device's own small
+heap; ties are broken by device, then by `seq`, the order work was
+scheduled, so a run is a pure function of its inputs and seed. Tuples of
+ints and floats keep a million pending entries small and fast to compare.
 
 A device's core arms and cancels named timers (`ArmTimer` replaces an
 earlier arming). Rather than deleting heap entries, `DeviceTimers` keeps,
@@ -17,7 +16,6 @@ re-armed and is skipped.
 from __future__ import annotations
 
 import heapq
-import math
 from array import array
 
 from iotdr.agent.core.events import TimerName
@@ -25,107 +23,50 @@ from iotdr.agent.core.events import TimerName
 TIMERS: tuple[TimerName, ...] = tuple(TimerName)
 TIMER_INDEX: dict[TimerName, int] = {timer: i for i, timer in enumerate(TIMERS)}
 
-Entry = tuple[float, int, int, int, int, int]
+Entry = tuple[float, int, int, int, int]  # at, seq, kind, a, b
 
 
-class EventQueue:
-    """Entries (at, seq, kind, device, a, b), popped in (at, seq) order.
+class FleetQueue:
+    """Each device's pending work in a small heap of its own, and one heap of
+    wake-ups saying which device has the earliest work.
 
-    A calendar queue: an entry waits in the bucket of virtual time it falls
-    in (`width` seconds each), unsorted; only the bucket being worked
-    through is a heap. A million devices keep over a million entries
-    pending, and one heap of that size spends most of each pop on cache
-    misses; buckets of a few thousand do not. The order is exactly the one
-    heap's (a test pops both side by side).
+    An entry is `(at, seq, kind, a, b)` in its device's heap; `wakes` holds
+    `(at, device)` for each device's earliest entry (and, harmlessly, stale
+    ones a later push overtook, which the runner skips). The fleet's runner
+    (`VirtualFleet._run`) pops a wake-up and works through that device's
+    entries for as long as order allows: every entry in global
+    `(at, device, seq)` order, or, grouped, a device's entries that touch
+    nothing shared one after another, so a million devices' cores are not
+    visited in turn for each event.
+
+    While the runner works on a device (`active`), that device's own
+    pushes need no wake-up: the runner pushes one when it leaves it.
     """
 
-    __slots__ = (
-        "_buckets",
-        "_current",
-        "_current_key",
-        "_keys",
-        "_seq",
-        "_size",
-        "_width",
-        "now",
-        "popped",
-    )
+    __slots__ = ("_seq", "active", "local", "now", "popped", "visits", "wakes")
 
-    def __init__(self, width: float = 0.01) -> None:
-        self._width = width
-        self._buckets: dict[int, list[Entry]] = {}
-        self._keys: list[int] = []  # a heap of the keys in _buckets
-        self._current: list[Entry] = []  # a heap: the bucket being worked through
-        self._current_key = 0
+    def __init__(self, devices: int) -> None:
+        self.local: list[list[Entry]] = [[] for _ in range(devices)]
+        self.wakes: list[tuple[float, int]] = []
         self._seq = 0
-        self._size = 0
+        self.active = -1
         self.now = 0.0
-        self.popped = 0
+        self.popped = 0  # entries worked through
+        self.visits = 0  # wake-ups that led to a device's entries
 
-    def push(self, at: float, kind: int, device: int = -1, a: int = 0, b: int = 0) -> int:
-        """Schedules work at virtual time `at`; returns its seq."""
+    def push(self, device: int, at: float, kind: int, a: int = 0, b: int = 0) -> int:
+        """Schedules work for `device` at virtual time `at`; returns its seq."""
         self._seq += 1
-        self._size += 1
-        entry = (at, self._seq, kind, device, a, b)
-        key = _FAR if at >= _FAR_S else math.floor(at / self._width)
-        if self._current and key <= self._current_key:
-            heapq.heappush(self._current, entry)  # the bucket being worked through
-            return self._seq
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            self._buckets[key] = [entry]
-            heapq.heappush(self._keys, key)
-        else:
-            bucket.append(entry)
+        heap = self.local[device]
+        entry = (at, self._seq, kind, a, b)
+        heapq.heappush(heap, entry)
+        # (By seq, not `is`: mypyc boxes the tuple afresh for the heap.)
+        if device != self.active and heap[0][1] == self._seq:
+            heapq.heappush(self.wakes, (at, device))
         return self._seq
 
-    def _load(self) -> bool:
-        """Makes the earliest bucket current; False if nothing is pending."""
-        keys = self._keys
-        while not self._current:
-            if not keys:
-                return False
-            key = heapq.heappop(keys)
-            bucket = self._buckets.pop(key)
-            heapq.heapify(bucket)
-            self._current, self._current_key = bucket, key
-        return True
-
-    def pop(self) -> Entry:
-        if not self._current and not self._load():
-            raise IndexError("pop from an empty EventQueue")
-        entry = heapq.heappop(self._current)
-        self._size -= 1
-        self.now = entry[0]
-        self.popped += 1
-        return entry
-
-    def pop_until(self, end: float) -> Entry | None:
-        """The next entry due at or before `end`, or None."""
-        current = self._current
-        if not current:
-            if not self._load():
-                return None
-            current = self._current
-        if current[0][0] > end:
-            return None
-        entry = heapq.heappop(current)
-        self._size -= 1
-        self.now = entry[0]
-        self.popped += 1
-        return entry
-
-    def peek_time(self) -> float | None:
-        if not self._current and not self._load():
-            return None
-        return self._current[0][0]
-
     def __len__(self) -> int:
-        return self._size
-
-
-_FAR_S = 1e15  # beyond any run: one bucket for infinity and its like
-_FAR = 2**62
+        return sum(len(heap) for heap in self.local)
 
 
 class DeviceTimers:

@@ -10,8 +10,25 @@ commands the core returns, asking the world model (`virtual_world`) what
 each command meets: a Connect reaches its region after the measured
 handshake time, meets the region's CONNECT quota there, and is answered;
 an armed timer fires; a Resolve goes through the fleet's shared cache.
-All pending work sits in one heap (`virtual_clock`); a run pops it in time
-order, so a run is a pure function of the scenario and its seed.
+Each device's pending work sits in a small heap of its own
+(`virtual_clock.FleetQueue`); a run is a pure function of the scenario
+and its seed.
+
+Order. The plain order is global: every entry in `(at, device, seq)`
+order. Most entries touch only their own device (its core, its record,
+its own draws from the world's latencies) and read the world only where
+it stays put between faults. Only a few touch what devices share: a
+CONNECT meeting the region's account quota (`ARRIVE`, `PROBE_ARRIVE`), a
+query of the fleet's caching resolver (`DNS_ASK`), the testbed's queue
+of TLS handshakes (`HANDSHAKE`, `PROBE_HANDSHAKE`). So a grouped run
+(the default) works through one device's entries until the next one that
+touches something shared, which waits until it is first in the global
+order; faults (and the ramp-up's polls) are barriers everything reaches
+first. Every shared thing then sees the same order as in the plain run,
+and every device the same answers: `tests/simulator/test_virtual.py`
+runs both and compares every record. Grouped, a device's core is visited
+once for a stretch of events instead of once per event among a million
+others, which is what made large fleets wait on memory.
 
 Devices record what happened as `device.Device` does (each Connect's time;
 each connection's region, reason, start, end; failed attempts by kind), in
@@ -33,6 +50,7 @@ runs devices k, k+K, ... with 1/K of each region's account quota.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from array import array
@@ -67,7 +85,7 @@ from iotdr.agent.core.settings import ProbeDepth, Settings, TlsSettings
 from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.draws import device_draws
 from iotdr.simulator.scenario import Fault, Scenario, for_device
-from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, EventQueue
+from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, FleetQueue
 from iotdr.simulator.virtual_rng import SplitMix64
 from iotdr.simulator.virtual_world import (
     ACCEPTED,
@@ -77,8 +95,12 @@ from iotdr.simulator.virtual_world import (
     WorldModel,
 )
 
-# Kinds of heap entries: (at, seq, kind, device, a, b).
-START, TIMER, ARRIVE, RESULT, LOST, PUBFAIL, DNS, PROBE, PROBE_ARRIVE, FAULT = range(10)
+# Kinds of a device's entries (at, seq, kind, a, b). From SHARED on, the
+# entry touches what devices share, and waits for its turn in global order.
+START, TIMER, RESULT, LOST, PUBFAIL, DNS, PROBE = range(7)
+SHARED = 7
+ARRIVE, PROBE_ARRIVE, DNS_ASK, HANDSHAKE, PROBE_HANDSHAKE = range(SHARED, SHARED + 5)
+_WORLD_SALT = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
 
 FAILURES: tuple[FailureKind, ...] = tuple(FailureKind)
 FAILURE_CODE = {kind: i + 1 for i, kind in enumerate(FAILURES)}  # 0: success / healthy
@@ -124,6 +146,7 @@ class VirtualFleet:
         shard: int = 0,
         shards: int = 1,
         keep_events: bool = False,
+        grouped: bool = True,
     ) -> None:
         self.scenario = scenario
         self.model = model
@@ -131,10 +154,14 @@ class VirtualFleet:
         self.total = scenario.fleet.devices
         self.indices = range(shard, self.total, shards)
         n = len(self.indices)
-        self.queue = EventQueue()
+        self.grouped = grouped
+        self.queue = FleetQueue(n)
         self.timers = DeviceTimers(n)
+        # The shard's own draws (finish_records' ack latencies, in device order).
         self._rng = random.Random(scenario.seed * 1_000_003 + shard)
-        self._u = self._rng.random
+        # Each device's draws from the world's latencies: its own, so they
+        # do not depend on the order devices are worked through.
+        self.world: list[SplitMix64] = []
         client_ids = scenario.fleet.client_ids(self.total)
         self.machines: list[Machine] = []
         self.records: list[DeviceRecord] = []
@@ -147,6 +174,7 @@ class VirtualFleet:
             core_seed, phase = device_draws(scenario.seed, index)
             self.phase[local] = phase * interval
             self.machines.append(Machine(device_settings, SplitMix64(core_seed)))
+            self.world.append(SplitMix64(core_seed ^ _WORLD_SALT))
             # Which sequences were acknowledged matters only against a cloud
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
@@ -183,6 +211,8 @@ class VirtualFleet:
         self.t0: float | None = None
         self.t_stop = math.inf
         self.applied: list[tuple[float, Fault]] = []
+        self._faults: list[tuple[float, int]] = []  # (when, timeline index), in order
+        self._next_fault = 0
         self.blackholes: list[list[tuple[float, float]]] = [[], []]
         self.events = 0
         # Every event each core was fed, for tests that replay them.
@@ -204,7 +234,7 @@ class VirtualFleet:
         rate = self.scenario.fleet.connect_rate_per_s
         push = self.queue.push
         for local, index in enumerate(self.indices):
-            push(index / rate, START, local)
+            push(local, index / rate, START)
         deadline = self.total / rate + RAMP_GRACE_S
         t = 0.0
         while True:
@@ -221,8 +251,7 @@ class VirtualFleet:
         self.t_telemetry = t_telemetry
         t0 = self.t0 = t_telemetry + scenario.fleet.settle_s
         self.t_stop = t0 + scenario.duration_s
-        for i, fault in enumerate(scenario.timeline):
-            self.queue.push(t0 + fault.at_s, FAULT, -1, i)
+        self._faults = sorted((t0 + fault.at_s, i) for i, fault in enumerate(scenario.timeline))
 
     def finish(self, on_progress: Callable[[], None] | None = None) -> None:
         assert self.t0 is not None
@@ -231,37 +260,81 @@ class VirtualFleet:
     # --------------------------------------------------------- the loop
 
     def run_until(self, end: float, on_progress: Callable[[], None] | None = None) -> None:
+        """Works through everything due by `end`: each fault due by then
+        is a barrier, applied once everything before it is done."""
+        faults = self._faults
+        while self._next_fault < len(faults) and faults[self._next_fault][0] <= end:
+            at, index = faults[self._next_fault]
+            self._next_fault += 1
+            self._run(at, True, on_progress)
+            self._fault(at, index)
+        self._run(end, False, on_progress)
+        self.queue.now = max(self.queue.now, end)
+
+    def _run(self, bound: float, before: bool, on_progress: Callable[[], None] | None) -> None:
+        """Everything due by `bound` (before `bound` if `before`)."""
         queue = self.queue
-        pop_until = queue.pop_until
-        steps = 0
-        while (entry := pop_until(end)) is not None:
-            at, seq, kind, device, a, b = entry
-            # Most frequent first. (A table of methods in the class body
-            # does not compile with mypyc: `compiled_build`.)
-            if kind == TIMER:
-                self._timer(at, seq, device, a, b)
-            elif kind == PROBE:
-                self._probe_done(at, seq, device, a, b)
-            elif kind == RESULT:
-                self._result(at, seq, device, a, b)
-            elif kind == DNS:
-                self._dns(at, seq, device, a, b)
-            elif kind == ARRIVE:
-                self._arrive(at, seq, device, a, b)
-            elif kind == START:
-                self._start(at, seq, device, a, b)
-            elif kind == LOST:
-                self._lost(at, seq, device, a, b)
-            elif kind == PUBFAIL:
-                self._publish_failed(at, seq, device, a, b)
-            elif kind == PROBE_ARRIVE:
-                self._probe_arrive(at, seq, device, a, b)
-            elif kind == FAULT:
-                self._fault(at, seq, device, a, b)
-            steps += 1
-            if on_progress is not None and steps % 200_000 == 0:
-                on_progress()
-        queue.now = max(queue.now, end)
+        wakes, local, grouped = queue.wakes, queue.local, self.grouped
+        while wakes:
+            at, device = wakes[0]
+            if at > bound or (before and at >= bound):
+                break
+            heapq.heappop(wakes)
+            heap = local[device]
+            if not heap or heap[0][0] != at:
+                continue  # a stale wake-up: a later push overtook it
+            queue.now = at
+            queue.visits += 1
+            queue.active = device
+            entry = heapq.heappop(heap)
+            while True:
+                self._dispatch(device, entry)
+                queue.popped += 1
+                if on_progress is not None and queue.popped % 200_000 == 0:
+                    on_progress()
+                if not heap:
+                    break
+                entry = heap[0]
+                t = entry[0]
+                if t > bound or (before and t >= bound):
+                    break
+                if (not grouped or entry[2] >= SHARED) and wakes:
+                    first_t, first_device = wakes[0]
+                    if t > first_t or (t == first_t and device > first_device):
+                        break  # another device's work comes first
+                heapq.heappop(heap)
+            queue.active = -1
+            if heap:
+                heapq.heappush(wakes, (heap[0][0], device))
+
+    def _dispatch(self, device: int, entry: tuple[float, int, int, int, int]) -> None:
+        at, seq, kind, a, b = entry
+        # Most frequent first. (A table of methods in the class body does
+        # not compile with mypyc: `compiled_build`.)
+        if kind == TIMER:
+            self._timer(at, seq, device, a, b)
+        elif kind == PROBE:
+            self._probe_done(at, seq, device, a, b)
+        elif kind == RESULT:
+            self._result(at, seq, device, a, b)
+        elif kind == DNS:
+            self._dns(at, seq, device, a, b)
+        elif kind == ARRIVE:
+            self._arrive(at, seq, device, a, b)
+        elif kind == DNS_ASK:
+            self._dns_ask(at, seq, device, a, b)
+        elif kind == START:
+            self._start(at, seq, device, a, b)
+        elif kind == LOST:
+            self._lost(at, seq, device, a, b)
+        elif kind == PUBFAIL:
+            self._publish_failed(at, seq, device, a, b)
+        elif kind == PROBE_ARRIVE:
+            self._probe_arrive(at, seq, device, a, b)
+        elif kind == HANDSHAKE:
+            self._handshake(at, seq, device, a, b)
+        elif kind == PROBE_HANDSHAKE:
+            self._probe_handshake(at, seq, device, a, b)
 
     def _feed(self, device: int, event: Event) -> None:
         self.events += 1
@@ -272,7 +345,7 @@ class VirtualFleet:
             if kind is ArmTimer:
                 assert isinstance(command, ArmTimer)
                 index = TIMER_INDEX[command.timer]
-                seq = self.queue.push(command.at, TIMER, device, index)
+                seq = self.queue.push(device, command.at, TIMER, index)
                 self.timers.arm(device, index, seq)
             elif kind is CancelTimer:
                 assert isinstance(command, CancelTimer)
@@ -285,9 +358,8 @@ class VirtualFleet:
                 if self.pending[device] == command.attempt:
                     self.pending[device] = 0
                 self._end(device, command.attempt, event.now)
-            elif kind is Resolve:
-                done, result = self.dns.resolve(event.now)
-                self.queue.push(done, DNS, device, self._dns_index(result))
+            elif kind is Resolve:  # the fleet's resolver is shared: in turn
+                self.queue.push(device, event.now, DNS_ASK)
             elif kind is Probe:
                 assert isinstance(command, Probe)
                 self._probe(device, command, event.now)
@@ -320,23 +392,35 @@ class VirtualFleet:
         self.pending[device] = attempt
         self.pending_region[device] = region_index
         self.pending_why[device] = WHY_INDEX[command.why]
-        push, model, u = self.queue.push, self.model, self._u
+        push, model = self.queue.push, self.model
         if region_index < 0:
-            push(
-                now + model.dns_query_s, RESULT, device, attempt, FAILURE_CODE[FailureKind.RESOLVE]
-            )
+            code = FAILURE_CODE[FailureKind.RESOLVE]
+            push(device, now + model.dns_query_s, RESULT, attempt, code)
             return
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
-            push(now + model.refused_s.sample(u()), RESULT, device, attempt, code)
+            push(
+                device,
+                now + model.refused_s.sample(self.world[device].random()),
+                RESULT,
+                attempt,
+                code,
+            )
         elif region.blackholed:  # the SYN vanishes: the CRT's socket connect timeout
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(now + self._connect_timeout_s, RESULT, device, attempt, code)
+            push(device, now + self._connect_timeout_s, RESULT, attempt, code)
+        elif model.handshake_service_s > 0:  # the testbed's shared TLS throughput: in turn
+            push(device, now, HANDSHAKE, attempt, region_index)
         else:
-            push(self._handshake_done(now), ARRIVE, device, attempt, region_index)
+            push(device, self._handshake_done(now, device), ARRIVE, attempt, region_index)
 
-    def _handshake_done(self, now: float) -> float:
+    def _handshake(
+        self, at: float, _seq: int, device: int, attempt: int, region_index: int
+    ) -> None:
+        self.queue.push(device, self._handshake_done(at, device), ARRIVE, attempt, region_index)
+
+    def _handshake_done(self, now: float, device: int) -> float:
         """When a handshake started now is through, queueing for the
         testbed's handshake throughput (WorldModel.handshake_service_s)."""
         service = self.model.handshake_service_s
@@ -344,7 +428,7 @@ class VirtualFleet:
             begin = max(now, self._handshakes_free_at)
             self._handshakes_free_at = begin + service
             now = self._handshakes_free_at
-        return now + self.model.handshake_s.sample(self._u())
+        return now + self.model.handshake_s.sample(self.world[device].random())
 
     def _arrive(self, at: float, _seq: int, device: int, attempt: int, region_index: int) -> None:
         """The device's CONNECT reaches the region (after TCP and TLS)."""
@@ -354,16 +438,16 @@ class VirtualFleet:
         push, connack = self.queue.push, self.model.connack_s
         # A close (no CONNACK) is noticed at once: WorldModel.connack_s.
         if region.killed:  # died mid-handshake: closed before CONNACK
-            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(at + self._connack_timeout_s, RESULT, device, attempt, code)
+            push(device, at + self._connack_timeout_s, RESULT, attempt, code)
         elif region.jitr and not region.registered(device, at):
-            push(at, RESULT, device, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.admit(device * 2, at, math.floor(at)) == ACCEPTED:
-            push(at + connack, RESULT, device, attempt, 0)
+            push(device, at + connack, RESULT, attempt, 0)
         else:
-            push(at, RESULT, device, attempt, FAILURE_CODE[self.refuse_kind])
+            push(device, at, RESULT, attempt, FAILURE_CODE[self.refuse_kind])
 
     def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
         if self.pending[device] != attempt:
@@ -433,6 +517,10 @@ class VirtualFleet:
 
     # ------------------------------------------------------ DNS, probes
 
+    def _dns_ask(self, at: float, _seq: int, device: int, _a: int, _b: int) -> None:
+        done, result = self.dns.resolve(at)
+        self.queue.push(device, done, DNS, self._dns_index(result))
+
     def _dns(self, at: float, _seq: int, device: int, index: int, _b: int) -> None:
         result = self._dns_results[index]
         event: Event
@@ -450,34 +538,32 @@ class VirtualFleet:
         region_index = self._endpoint_region[endpoint]
         push, model = self.queue.push, self.model
         packed = endpoint * 16
+        probe_id = command.probe_id
         if region_index < 0:
-            push(
-                now + model.dns_query_s,
-                PROBE,
-                device,
-                command.probe_id,
-                packed + FAILURE_CODE[FailureKind.RESOLVE],
-            )
+            code = FAILURE_CODE[FailureKind.RESOLVE]
+            push(device, now + model.dns_query_s, PROBE, probe_id, packed + code)
             return
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
-            push(
-                now + model.refused_s.sample(self._u()),
-                PROBE,
-                device,
-                command.probe_id,
-                packed + code,
-            )
+            refused = model.refused_s.sample(self.world[device].random())
+            push(device, now + refused, PROBE, probe_id, packed + code)
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(now + self._probe_timeout_s, PROBE, device, command.probe_id, packed + code)
+            push(device, now + self._probe_timeout_s, PROBE, probe_id, packed + code)
         elif command.depth is ProbeDepth.TCP:
-            push(now + model.probe_tcp_s, PROBE, device, command.probe_id, packed)
+            push(device, now + model.probe_tcp_s, PROBE, probe_id, packed)
         elif command.depth is ProbeDepth.TLS:  # the JITR gate completes TLS too
-            push(now + model.probe_tls_s, PROBE, device, command.probe_id, packed)
+            push(device, now + model.probe_tls_s, PROBE, probe_id, packed)
+        elif model.handshake_service_s > 0:  # MQTT, in turn for the testbed's TLS throughput
+            push(device, now, PROBE_HANDSHAKE, probe_id, packed)
         else:  # MQTT: a CONNECT of its own, under `<client id>-probe`
-            push(self._handshake_done(now), PROBE_ARRIVE, device, command.probe_id, packed)
+            push(device, self._handshake_done(now, device), PROBE_ARRIVE, probe_id, packed)
+
+    def _probe_handshake(
+        self, at: float, _seq: int, device: int, probe_id: int, packed: int
+    ) -> None:
+        self.queue.push(device, self._handshake_done(at, device), PROBE_ARRIVE, probe_id, packed)
 
     def _probe_arrive(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
         region = self.regions[self._endpoint_region[packed // 16]]
@@ -486,8 +572,9 @@ class VirtualFleet:
             code = FAILURE_CODE[FailureKind.JITR_HANGUP]
         elif region.blackholed:
             self.queue.push(
+                device,
                 at - self.model.handshake_s.median + self._probe_timeout_s,
-                PROBE, device, probe_id, packed + FAILURE_CODE[FailureKind.TIMEOUT],
+                PROBE, probe_id, packed + FAILURE_CODE[FailureKind.TIMEOUT],
             )  # fmt: skip
             return
         elif region.jitr and not region.registered(device, at):
@@ -495,7 +582,7 @@ class VirtualFleet:
         elif region.admit(device * 2 + 1, at, math.floor(at)) != ACCEPTED:
             code = FAILURE_CODE[self.refuse_kind]
         done = at + self.model.connack_s if code == 0 else at  # a close: at once
-        self.queue.push(done, PROBE, device, probe_id, packed + code)
+        self.queue.push(device, done, PROBE, probe_id, packed + code)
 
     def _probe_done(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
         code = packed % 16
@@ -514,7 +601,7 @@ class VirtualFleet:
 
     # ------------------------------------------------------------- faults
 
-    def _fault(self, at: float, _seq: int, _device: int, index: int, _b: int) -> None:
+    def _fault(self, at: float, index: int) -> None:
         fault = self.scenario.timeline[index]
         assert self.t0 is not None
         self.applied.append((at - self.t0, fault))
@@ -567,7 +654,8 @@ class VirtualFleet:
         for device in sorted(region.connected):
             current = self.current[device]
             assert current is not None
-            self.queue.push(at + notice.sample(self._u()), LOST, device, current.attempt, code)
+            lost_at = at + notice.sample(self.world[device].random())
+            self.queue.push(device, lost_at, LOST, current.attempt, code)
 
     def _blackhole_connections(self, region: Region, at: float) -> None:
         """Nothing is refused: each device notices from silence, by its first
@@ -582,13 +670,13 @@ class VirtualFleet:
             start = self.t_telemetry + self.phase[device]
             tick = start + interval * max(0, math.ceil((at - start) / interval))
             if fleet.qos == 1 and tick < self.t_stop:
-                notice = tick + self._ack_timeout_s + extra.sample(self._u())
-                self.queue.push(notice, PUBFAIL, device, current.attempt)
+                notice = tick + self._ack_timeout_s + extra.sample(self.world[device].random())
+                self.queue.push(device, notice, PUBFAIL, current.attempt)
             else:
-                notice = at + self._u() * self._keepalive_s + self._ping_timeout_s
-                self.queue.push(
-                    notice, LOST, device, current.attempt, FAILURE_CODE[FailureKind.TIMEOUT]
-                )
+                silence = self.world[device].random() * self._keepalive_s
+                notice = at + silence + self._ping_timeout_s
+                code = FAILURE_CODE[FailureKind.TIMEOUT]
+                self.queue.push(device, notice, LOST, current.attempt, code)
 
     # ------------------------------------------------------------ others
 

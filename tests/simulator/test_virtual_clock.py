@@ -1,51 +1,52 @@
-"""The virtual clock's calendar queue pops exactly what one heap pops."""
+"""The fleet queue: every device with work pending has a wake-up no later
+than its earliest entry, and each device's own heap pops in (at, seq) order."""
 
 from __future__ import annotations
 
 import heapq
-import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotdr.simulator.virtual_clock import Entry, EventQueue
+from iotdr.simulator.virtual_clock import FleetQueue
 
-# An operation: push work `delay` after the current time (negative: in the
-# past, which a late handler may do), or pop the next entry due by `delay`.
-operations = st.lists(
+# A push: (device, at); the device being worked on (-1: none) at that moment.
+pushes = st.lists(
     st.tuples(
-        st.sampled_from(["push", "push", "pop_until", "pop"]),
-        st.one_of(
-            st.floats(min_value=-0.05, max_value=3.0),
-            st.sampled_from([0.0, 0.01, 0.02, math.inf]),  # ties and bucket edges
-        ),
+        st.integers(min_value=0, max_value=4),
+        st.one_of(st.floats(min_value=0.0, max_value=5.0), st.sampled_from([0.0, 1.0])),
+        st.integers(min_value=-1, max_value=4),
     ),
-    max_size=300,
+    max_size=200,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(operations, st.sampled_from([0.001, 0.01, 1.0]))
-def test_pops_in_the_order_of_one_heap(ops: list[tuple[str, float]], width: float) -> None:
-    queue = EventQueue(width)
-    heap: list[Entry] = []
-    seq = 0
-    for op, delay in ops:
-        now = queue.now
-        if op == "push":
-            at = max(0.0, now + delay)
-            seq += 1
-            assert queue.push(at, 1, seq % 7, seq, 0) == seq
-            heapq.heappush(heap, (at, seq, 1, seq % 7, seq, 0))
-        elif op == "pop":
+@given(pushes)
+def test_a_device_with_work_has_a_wake_up_by_its_earliest_entry(
+    ops: list[tuple[int, float, int]],
+) -> None:
+    queue = FleetQueue(5)
+    for device, at, active in ops:
+        queue.active = active
+        queue.push(device, at, kind=1)
+        if active >= 0:  # the runner pushes the active device's wake-up when it leaves it
+            queue.active = -1
+            heap = queue.local[active]
             if heap:
-                assert queue.pop() == heapq.heappop(heap)
-        else:
-            end = now + abs(delay)
-            due = heapq.heappop(heap) if heap and heap[0][0] <= end else None
-            assert queue.pop_until(end) == due
-        assert len(queue) == len(heap)
-        assert queue.peek_time() == (heap[0][0] if heap else None)
-    while heap:
-        assert queue.pop() == heapq.heappop(heap)
-    assert queue.pop_until(math.inf) is None
+                heapq.heappush(queue.wakes, (heap[0][0], active))
+        queue.active = -1
+        for d, heap in enumerate(queue.local):
+            if heap:
+                assert any(w == (heap[0][0], d) for w in queue.wakes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=3.0), max_size=50))
+def test_a_device_heap_pops_in_time_then_push_order(times: list[float]) -> None:
+    queue = FleetQueue(1)
+    seqs = [queue.push(0, at, kind=2, a=i) for i, at in enumerate(times)]
+    popped = [heapq.heappop(queue.local[0]) for _ in times]
+    assert popped == sorted(popped)
+    assert [e[1] for e in popped] == [s for _, s in sorted(zip(times, seqs, strict=True))]
+    assert len(queue) == 0
