@@ -221,7 +221,9 @@ limits: {account_connects_per_s: 60}
 def _both_orders(sc: Scenario, model: WorldModel) -> tuple[VirtualFleet, VirtualFleet]:
     fleets = []
     for grouped in (False, True):
-        fleet = VirtualFleet(sc, virtual_settings(sc), the_testbed_regions(), model, grouped=grouped)
+        fleet = VirtualFleet(
+            sc, virtual_settings(sc), the_testbed_regions(), model, grouped=grouped
+        )
         fleet.start_timeline(fleet.ramp_up())
         fleet.finish()
         fleets.append(fleet)
