@@ -42,7 +42,7 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
                     phase="virtual time" + (f" (shard 1 of {shards})" if shards > 1 else ""),
                     t_s=fleet.queue.now - t0,
                     devices=len(fleet.machines),
-                    connected={r.name: len(r.connected) for r in fleet.regions},
+                    connected={r.name: r.connected for r in fleet.regions},
                     attempts_last_s=0,
                     acknowledged=0,
                     backlog=0,

@@ -86,7 +86,7 @@ from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.draws import device_draws
 from iotdr.simulator.scenario import Fault, Scenario, for_device
 from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, FleetQueue
-from iotdr.simulator.virtual_rng import SplitMix64
+from iotdr.simulator.virtual_rng import SplitMix64, SplitMix64Streams
 from iotdr.simulator.virtual_world import (
     ACCEPTED,
     DnsModel,
@@ -161,7 +161,7 @@ class VirtualFleet:
         self._rng = random.Random(scenario.seed * 1_000_003 + shard)
         # Each device's draws from the world's latencies: its own, so they
         # do not depend on the order devices are worked through.
-        self.world: list[SplitMix64] = []
+        self.world = SplitMix64Streams(n)
         client_ids = scenario.fleet.client_ids(self.total)
         self.machines: list[Machine] = []
         self.records: list[DeviceRecord] = []
@@ -174,7 +174,7 @@ class VirtualFleet:
             core_seed, phase = device_draws(scenario.seed, index)
             self.phase[local] = phase * interval
             self.machines.append(Machine(device_settings, SplitMix64(core_seed)))
-            self.world.append(SplitMix64(core_seed ^ _WORLD_SALT))
+            self.world.seed(local, core_seed ^ _WORLD_SALT)
             # Which sequences were acknowledged matters only against a cloud
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
@@ -402,7 +402,7 @@ class VirtualFleet:
             code = FAILURE_CODE[FailureKind.REFUSED]
             push(
                 device,
-                now + model.refused_s.sample(self.world[device].random()),
+                now + model.refused_s.sample(self.world.random(device)),
                 RESULT,
                 attempt,
                 code,
@@ -428,7 +428,7 @@ class VirtualFleet:
             begin = max(now, self._handshakes_free_at)
             self._handshakes_free_at = begin + service
             now = self._handshakes_free_at
-        return now + self.model.handshake_s.sample(self.world[device].random())
+        return now + self.model.handshake_s.sample(self.world.random(device))
 
     def _arrive(self, at: float, _seq: int, device: int, attempt: int, region_index: int) -> None:
         """The device's CONNECT reaches the region (after TCP and TLS)."""
@@ -466,7 +466,7 @@ class VirtualFleet:
                 self.records[device].connections.append(connection)
                 self.current[device] = connection
                 self.conn_region[device] = region_index
-                self.regions[region_index].connected.add(device)
+                self.regions[region_index].connected += 1
                 self.connected += 1
             event = ConnectSucceeded(now=at, attempt=attempt)
         else:
@@ -483,7 +483,7 @@ class VirtualFleet:
         if current is not None and current.attempt == attempt:
             current.ended_at = now
             self.current[device] = None
-            self.regions[self.conn_region[device]].connected.discard(device)
+            self.regions[self.conn_region[device]].connected -= 1
             self.conn_region[device] = -1
             self.connected -= 1
 
@@ -546,7 +546,7 @@ class VirtualFleet:
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
-            refused = model.refused_s.sample(self.world[device].random())
+            refused = model.refused_s.sample(self.world.random(device))
             push(device, now + refused, PROBE, probe_id, packed + code)
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
@@ -648,13 +648,19 @@ class VirtualFleet:
             case "dns-heal":
                 self.dns.failing = None
 
+    def _connected_to(self, region: Region) -> list[int]:
+        """The devices connected to `region` now, in device order (a fault is
+        a barrier: every device has caught up with it)."""
+        wanted = self.regions.index(region)
+        return [device for device, r in enumerate(self.conn_region) if r == wanted]
+
     def _kill_connections(self, region: Region, at: float) -> None:
         code = FAILURE_CODE[FailureKind.CLOSED]
         notice = self.model.kill_notice_s
-        for device in sorted(region.connected):
+        for device in self._connected_to(region):
             current = self.current[device]
             assert current is not None
-            lost_at = at + notice.sample(self.world[device].random())
+            lost_at = at + notice.sample(self.world.random(device))
             self.queue.push(device, lost_at, LOST, current.attempt, code)
 
     def _blackhole_connections(self, region: Region, at: float) -> None:
@@ -664,16 +670,16 @@ class VirtualFleet:
         interval = fleet.publish_interval_s
         assert self.t_telemetry is not None
         extra = self.model.ack_timeout_extra_s
-        for device in sorted(region.connected):
+        for device in self._connected_to(region):
             current = self.current[device]
             assert current is not None
             start = self.t_telemetry + self.phase[device]
             tick = start + interval * max(0, math.ceil((at - start) / interval))
             if fleet.qos == 1 and tick < self.t_stop:
-                notice = tick + self._ack_timeout_s + extra.sample(self.world[device].random())
+                notice = tick + self._ack_timeout_s + extra.sample(self.world.random(device))
                 self.queue.push(device, notice, PUBFAIL, current.attempt)
             else:
-                silence = self.world[device].random() * self._keepalive_s
+                silence = self.world.random(device) * self._keepalive_s
                 notice = at + silence + self._ping_timeout_s
                 code = FAILURE_CODE[FailureKind.TIMEOUT]
                 self.queue.push(device, notice, LOST, current.attempt, code)

@@ -1,4 +1,13 @@
-"""Commands: what the decision core asks the adapters to do."""
+"""Commands: what the decision core asks the adapters to do.
+
+Each one is a frozen dataclass whose `__init__` is written out rather than
+generated (`init=False`): mypyc (`simulator/compiled_build.py`) compiles a
+written `__init__` to direct stores, while the generated one stays
+interpreted and costs about twenty times as much (0.85 against 0.04 µs
+for three fields), and a virtual fleet of a million devices makes some
+fifty million of these. Equality, hashing, `repr` and immutability are
+still the dataclass's.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,11 @@ class Why(enum.Enum):
     JITR_RETRY = "jitr-retry"
     CONFIG = "config"
 
+    # Members are singletons, so a hash by identity serves as well as
+    # Enum's hash of the name, and runs in C: the core and the virtual
+    # engine look members up in tables on every event.
+    __hash__ = object.__hash__
+
 
 class Level(enum.Enum):
     DEBUG = "debug"
@@ -29,12 +43,12 @@ class Level(enum.Enum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Command:
     pass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Connect(Command):
     """Open the cloud connection (after closing any other: one at a time)."""
 
@@ -42,47 +56,79 @@ class Connect(Command):
     endpoint: Endpoint
     why: Why
 
+    def __init__(self, *, attempt: int, endpoint: Endpoint, why: Why) -> None:
+        object.__setattr__(self, "attempt", attempt)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "why", why)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Disconnect(Command):
     attempt: int
 
+    def __init__(self, *, attempt: int) -> None:
+        object.__setattr__(self, "attempt", attempt)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Resolve(Command):
     name: str
     txt_name: str | None
 
+    def __init__(self, *, name: str, txt_name: str | None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "txt_name", txt_name)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Probe(Command):
     probe_id: int
     endpoint: Endpoint
     depth: ProbeDepth
 
+    def __init__(self, *, probe_id: int, endpoint: Endpoint, depth: ProbeDepth) -> None:
+        object.__setattr__(self, "probe_id", probe_id)
+        object.__setattr__(self, "endpoint", endpoint)
+        object.__setattr__(self, "depth", depth)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class ArmTimer(Command):
     """Fire `timer` at monotonic time `at`, replacing an earlier arming."""
 
     timer: TimerName
     at: float
 
+    def __init__(self, *, timer: TimerName, at: float) -> None:
+        object.__setattr__(self, "timer", timer)
+        object.__setattr__(self, "at", at)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class CancelTimer(Command):
     timer: TimerName
 
+    def __init__(self, *, timer: TimerName) -> None:
+        object.__setattr__(self, "timer", timer)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class PublishHeartbeat(Command):
     attempt: int
     sequence: int
 
+    def __init__(self, *, attempt: int, sequence: int) -> None:
+        object.__setattr__(self, "attempt", attempt)
+        object.__setattr__(self, "sequence", sequence)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Report(Command):
     """Something an operator should see in the log."""
 
     level: Level
     message: str
+
+    def __init__(self, *, level: Level, message: str) -> None:
+        object.__setattr__(self, "level", level)
+        object.__setattr__(self, "message", message)

@@ -37,6 +37,18 @@ class Endpoint:
     def region(self) -> str | None:
         return region_of(self.host)
 
+    # Equality and hashing as the dataclass would generate them, written out
+    # so that mypyc compiles them: every device's core compares endpoints
+    # on most events (see events.py on what the generated ones cost).
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Endpoint)
+        return self.host == other.host and self.port == other.port
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port))
+
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 

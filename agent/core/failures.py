@@ -23,6 +23,11 @@ class FailureKind(enum.Enum):
     RESOLVE = "resolve"  # the endpoint host name did not resolve
     OTHER = "other"
 
+    # Members are singletons, so a hash by identity serves as well as
+    # Enum's hash of the name, and runs in C: the core and the virtual
+    # engine look members up in tables on every event.
+    __hash__ = object.__hash__
+
     @property
     def proves_no_connect_sent(self) -> bool:
         """True when the attempt failed before an MQTT CONNECT could be sent,

@@ -102,6 +102,11 @@ class State(enum.Enum):
     WAITING = "waiting"
     STOPPED = "stopped"
 
+    # Members are singletons, so a hash by identity serves as well as
+    # Enum's hash of the name, and runs in C: the core and the virtual
+    # engine look members up in tables on every event.
+    __hash__ = object.__hash__
+
 
 # Loss kinds after which the endpoint just lost is tried last, not first:
 # its path is dead (timeouts) or retrying soon cannot help (TLS, auth).

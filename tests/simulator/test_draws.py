@@ -20,6 +20,7 @@ from iotdr.agent.core.machine import Machine
 from iotdr.simulator.draws import fleet_devices, telemetry_phase
 from iotdr.simulator.scenario import Scenario, load_scenario
 from iotdr.simulator.virtual_fleet import VirtualFleet
+from iotdr.simulator.virtual_rng import SplitMix64, SplitMix64Streams
 from iotdr.simulator.virtual_run import the_testbed_regions, virtual_settings
 from iotdr.simulator.virtual_world import TESTBED
 from iotdr.testbed.topology import REGIONS, TXT_DEFAULT
@@ -81,3 +82,14 @@ def test_another_seed_is_another_fleet() -> None:
     first = [_first_connect_at(m) for m in _virtual(_scenario(1)).machines]
     second = [_first_connect_at(m) for m in _virtual(_scenario(2)).machines]
     assert not set(first) & set(second)
+
+
+def test_packed_streams_draw_what_their_own_generators_draw() -> None:
+    streams = SplitMix64Streams(3)
+    seeds = [0, 12345, 2**64 - 1]
+    for i, seed in enumerate(seeds):
+        streams.seed(i, seed)
+    own = [SplitMix64(seed) for seed in seeds]
+    for _ in range(5):
+        for i in (2, 0, 1):
+            assert streams.random(i) == own[i].random()
