@@ -7,10 +7,9 @@ scheduled, so a run is a pure function of its inputs and seed. Tuples of
 ints and floats keep a million pending entries small and fast to compare.
 
 A device's core arms and cancels named timers (`ArmTimer` replaces an
-earlier arming). Rather than deleting heap entries, `DeviceTimers` keeps,
-per device and timer, the `seq` of the entry that is currently valid; a
-popped timer entry whose `seq` no longer matches was cancelled or
-re-armed and is skipped.
+earlier arming). `DeviceTimers` keeps, per device and timer, the `seq` of
+the entry that is the live arming; the entry a new arming or a cancel
+replaces is removed from the device's heap, a few entries long.
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ class FleetQueue:
     visited in turn for each event.
 
     While the runner works on a device (`active`), that device's own
-    pushes need no wake-up: the runner pushes one when it leaves it.
+    pushes need no wake-up, and its entries may be removed: the runner
+    pushes its wake-up when it leaves it.
     """
 
     __slots__ = ("_seq", "active", "local", "now", "popped", "visits", "wakes")
@@ -65,28 +65,39 @@ class FleetQueue:
             heapq.heappush(self.wakes, (at, device))
         return self._seq
 
+    def remove(self, device: int, seq: int) -> None:
+        """Drops the active device's entry `seq` (a re-armed or cancelled
+        timer), so it holds no memory and costs no pop."""
+        assert device == self.active  # its wake-up is pushed when the runner leaves it
+        heap = self.local[device]
+        for i, entry in enumerate(heap):
+            if entry[1] == seq:
+                last = heap.pop()
+                if i < len(heap):
+                    heap[i] = last
+                    heapq.heapify(heap)
+                return
+
     def __len__(self) -> int:
         return sum(len(heap) for heap in self.local)
 
 
 class DeviceTimers:
-    """Which heap entry is the live arming of each (device, timer)."""
+    """Which entry is the live arming of each (device, timer): its seq, 0 if
+    the timer is not armed."""
 
     __slots__ = ("_armed",)
 
     def __init__(self, devices: int) -> None:
         self._armed = array("q", [0]) * (devices * len(TIMERS))
 
-    def arm(self, device: int, timer: int, seq: int) -> None:
-        self._armed[device * len(TIMERS) + timer] = seq
-
-    def cancel(self, device: int, timer: int) -> None:
-        self._armed[device * len(TIMERS) + timer] = 0
-
-    def fire(self, device: int, timer: int, seq: int) -> bool:
-        """True (and disarmed) if `seq` is the timer's live arming."""
+    def arm(self, device: int, timer: int, seq: int) -> int:
+        """Records the new arming; returns the one it replaces (0: none)."""
         slot = device * len(TIMERS) + timer
-        if self._armed[slot] != seq:
-            return False
-        self._armed[slot] = 0
-        return True
+        old = self._armed[slot]
+        self._armed[slot] = seq
+        return old
+
+    def cancel(self, device: int, timer: int) -> int:
+        """Disarms; returns the arming cancelled (0: none)."""
+        return self.arm(device, timer, 0)

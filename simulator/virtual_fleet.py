@@ -346,10 +346,14 @@ class VirtualFleet:
                 assert isinstance(command, ArmTimer)
                 index = TIMER_INDEX[command.timer]
                 seq = self.queue.push(device, command.at, TIMER, index)
-                self.timers.arm(device, index, seq)
+                replaced = self.timers.arm(device, index, seq)
+                if replaced:
+                    self.queue.remove(device, replaced)
             elif kind is CancelTimer:
                 assert isinstance(command, CancelTimer)
-                self.timers.cancel(device, TIMER_INDEX[command.timer])
+                cancelled = self.timers.cancel(device, TIMER_INDEX[command.timer])
+                if cancelled:
+                    self.queue.remove(device, cancelled)
             elif kind is Connect:
                 assert isinstance(command, Connect)
                 self._connect(device, command, event.now)
@@ -689,6 +693,6 @@ class VirtualFleet:
     def _start(self, at: float, _seq: int, device: int, _a: int, _b: int) -> None:
         self._feed(device, Started(now=at))
 
-    def _timer(self, at: float, seq: int, device: int, index: int, _b: int) -> None:
-        if self.timers.fire(device, index, seq):
-            self._feed(device, TimerFired(now=at, timer=TIMERS[index]))
+    def _timer(self, at: float, _seq: int, device: int, index: int, _b: int) -> None:
+        self.timers.cancel(device, index)  # fired: no longer armed
+        self._feed(device, TimerFired(now=at, timer=TIMERS[index]))

@@ -50,3 +50,12 @@ def test_a_device_heap_pops_in_time_then_push_order(times: list[float]) -> None:
     assert popped == sorted(popped)
     assert [e[1] for e in popped] == [s for _, s in sorted(zip(times, seqs, strict=True))]
     assert len(queue) == 0
+
+
+def test_removing_an_entry_keeps_the_rest_in_order() -> None:
+    queue = FleetQueue(1)
+    queue.active = 0
+    seqs = [queue.push(0, at, kind=1) for at in (3.0, 1.0, 2.0, 0.5)]
+    queue.remove(0, seqs[1])
+    queue.remove(0, 999)  # not there: nothing happens
+    assert [heapq.heappop(queue.local[0])[0] for _ in range(3)] == [0.5, 2.0, 3.0]
