@@ -275,11 +275,11 @@ class VirtualFleet:
         """Everything due by `bound` (before `bound` if `before`)."""
         queue = self.queue
         wakes, local, grouped = queue.wakes, queue.local, self.grouped
-        while wakes:
-            at, device = wakes[0]
+        while (wake := wakes.first()) is not None:
+            at, device = wake
             if at > bound or (before and at >= bound):
                 break
-            heapq.heappop(wakes)
+            wakes.pop()
             heap = local[device]
             if not heap or heap[0][0] != at:
                 continue  # a stale wake-up: a later push overtook it
@@ -298,14 +298,16 @@ class VirtualFleet:
                 t = entry[0]
                 if t > bound or (before and t >= bound):
                     break
-                if (not grouped or entry[2] >= SHARED) and wakes:
-                    first_t, first_device = wakes[0]
-                    if t > first_t or (t == first_t and device > first_device):
+                if not grouped or entry[2] >= SHARED:
+                    first = wakes.first()
+                    if first is not None and (
+                        t > first[0] or (t == first[0] and device > first[1])
+                    ):
                         break  # another device's work comes first
                 heapq.heappop(heap)
             queue.active = -1
             if heap:
-                heapq.heappush(wakes, (heap[0][0], device))
+                wakes.push(heap[0][0], device)
 
     def _dispatch(self, device: int, entry: tuple[float, int, int, int, int]) -> None:
         at, seq, kind, a, b = entry

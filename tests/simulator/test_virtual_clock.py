@@ -1,5 +1,6 @@
-"""The fleet queue: every device with work pending has a wake-up no later
-than its earliest entry, and each device's own heap pops in (at, seq) order."""
+"""The fleet queue: every device with work pending has a wake-up at its
+earliest entry, each device's own heap pops in (at, seq) order, and the
+calendar of wake-ups pops exactly what one heap pops."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import heapq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotdr.simulator.virtual_clock import FleetQueue
+from iotdr.simulator.virtual_clock import FleetQueue, Wake, WakeQueue
+
+
+def _drain(wakes: WakeQueue) -> list[Wake]:
+    out = []
+    while (wake := wakes.first()) is not None:
+        wakes.pop()
+        out.append(wake)
+    return out
+
 
 # A push: (device, at); the device being worked on (-1: none) at that moment.
 pushes = st.lists(
@@ -34,11 +44,12 @@ def test_a_device_with_work_has_a_wake_up_by_its_earliest_entry(
             queue.active = -1
             heap = queue.local[active]
             if heap:
-                heapq.heappush(queue.wakes, (heap[0][0], active))
+                queue.wakes.push(heap[0][0], active)
         queue.active = -1
-        for d, heap in enumerate(queue.local):
-            if heap:
-                assert any(w == (heap[0][0], d) for w in queue.wakes)
+    pending = set(_drain(queue.wakes))
+    for d, heap in enumerate(queue.local):
+        if heap:
+            assert (heap[0][0], d) in pending
 
 
 @settings(max_examples=100, deadline=None)
@@ -59,3 +70,41 @@ def test_removing_an_entry_keeps_the_rest_in_order() -> None:
     queue.remove(0, seqs[1])
     queue.remove(0, 999)  # not there: nothing happens
     assert [heapq.heappop(queue.local[0])[0] for _ in range(3)] == [0.5, 2.0, 3.0]
+
+
+# An operation: push a wake-up `delay` after the last one popped (negative:
+# before it, as a fault's push may be), or pop the next one.
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["push", "push", "pop"]),
+        st.one_of(
+            st.floats(min_value=-0.05, max_value=3.0),
+            st.sampled_from([0.0, 0.01, 0.02, 1e16]),  # ties, bucket edges, far away
+        ),
+        st.integers(min_value=0, max_value=3),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations, st.sampled_from([0.001, 0.01, 1.0]))
+def test_wake_ups_pop_in_the_order_of_one_heap(
+    ops: list[tuple[str, float, int]], width: float
+) -> None:
+    wakes = WakeQueue(width)
+    heap: list[Wake] = []
+    now = 0.0
+    for op, delay, device in ops:
+        if op == "push":
+            wakes.push(max(0.0, now + delay), device)
+            heapq.heappush(heap, (max(0.0, now + delay), device))
+        elif heap:
+            first = wakes.first()
+            assert first == heap[0]
+            wakes.pop()
+            now = heapq.heappop(heap)[0]
+        else:
+            assert wakes.first() is None
+        assert len(wakes) == len(heap)
+    assert _drain(wakes) == sorted(heap)
