@@ -44,7 +44,14 @@ from iotdr.simulator import virtual_fleet
 # The iotdr namespace's folders, copied whole so every import comes from
 # one place; and the modules compiled in them.
 PACKAGES = ("agent", "simulator", "testbed", "cli", "cloud")
-COMPILED_SIMULATOR = ("virtual_clock.py", "virtual_fleet.py", "virtual_rng.py", "virtual_world.py")
+COMPILED_SIMULATOR = (
+    "results.py",
+    "virtual_clock.py",
+    "virtual_fleet.py",
+    "virtual_rng.py",
+    "virtual_telemetry.py",
+    "virtual_world.py",
+)
 _NOT_COMPILED = frozenset({"errors.py"})
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.so", "*.pyc")
 ENV_MARK = "IOTDR_COMPILED_BUILD"  # set in the rerun: its folder

@@ -95,6 +95,9 @@ class WakeQueue:
         """Drops the wake-up `first` returned."""
         self._next += 1
         self._size -= 1
+        if self._next >= 4096:  # a large bucket: let go of what was popped
+            del self._current[: self._next]
+            self._next = 0
 
     def __len__(self) -> int:
         return self._size
