@@ -55,13 +55,19 @@ def _run(scenario: str, out: Path, cache_home: Path, *extra: str) -> dict[str, o
 
 
 @pytest.mark.parametrize(
-    "scenario", ["region-hard-down.yaml", "region-blackhole.yaml", "cname-moved.yaml"]
+    ("scenario", "shards"),
+    [
+        ("region-hard-down.yaml", "1"),
+        ("region-blackhole.yaml", "1"),
+        ("cname-moved.yaml", "1"),
+        ("region-hard-down.yaml", "2"),  # shards hand their records over pickled
+    ],
 )
 def test_a_compiled_run_writes_the_same_report_as_the_plain_one(
-    scenario: str, cache_home: Path, tmp_path: Path
+    scenario: str, shards: str, cache_home: Path, tmp_path: Path
 ) -> None:
-    plain = _run(scenario, tmp_path / "plain", cache_home)
-    compiled = _run(scenario, tmp_path / "compiled", cache_home, "--compiled")
+    plain = _run(scenario, tmp_path / "plain", cache_home, "--shards", shards)
+    compiled = _run(scenario, tmp_path / "compiled", cache_home, "--compiled", "--shards", shards)
     plain_sim, compiled_sim = plain.pop("simulator"), compiled.pop("simulator")
     assert isinstance(plain_sim, dict) and isinstance(compiled_sim, dict)
     assert (plain_sim["compiled"], compiled_sim["compiled"]) == (False, True)
