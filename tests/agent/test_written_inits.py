@@ -1,0 +1,46 @@
+"""Events and commands write their `__init__` out (so mypyc compiles it):
+each one must take exactly the dataclass's fields, with their defaults,
+and set every one of them."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import MISSING, FrozenInstanceError, fields
+
+import pytest
+
+from iotdr.agent.core import commands, events
+
+CLASSES = [
+    cls
+    for module in (events, commands)
+    for cls in vars(module).values()
+    if inspect.isclass(cls)
+    and cls.__module__ == module.__name__
+    and issubclass(cls, (events.Event, commands.Command))
+]
+
+
+def test_every_event_and_command_is_checked() -> None:
+    names = {cls.__name__ for cls in CLASSES}
+    assert {"TimerFired", "ProbeCompleted", "ConnectFailed", "ArmTimer", "Probe", "Report"} <= names
+    assert len(CLASSES) >= 20
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_init_takes_the_fields_and_sets_them(cls: type) -> None:
+    declared = fields(cls)
+    if not declared:  # the Command base: nothing to set
+        assert cls() == cls()
+        return
+    parameters = list(inspect.signature(vars(cls)["__init__"]).parameters.values())[1:]
+    assert [p.name for p in parameters] == [f.name for f in declared]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters)
+    for parameter, field in zip(parameters, declared, strict=True):
+        default = inspect.Parameter.empty if field.default is MISSING else field.default
+        assert parameter.default == default, field.name
+    values = {f.name: object() for f in declared}  # a distinct marker each
+    instance = cls(**values)
+    assert all(getattr(instance, name) is value for name, value in values.items())
+    with pytest.raises(FrozenInstanceError):
+        setattr(instance, declared[0].name, None)
