@@ -44,9 +44,8 @@ from iotdr.simulator import virtual_fleet
 # The iotdr namespace's folders, copied whole so every import comes from
 # one place; and the modules compiled in them.
 PACKAGES = ("agent", "simulator", "testbed", "cli", "cloud")
-# (Not results.py: its frozen dataclasses, compiled, cannot be unpickled,
-# and shards hand their results over pickled.)
 COMPILED_SIMULATOR = (
+    "results.py",
     "virtual_clock.py",
     "virtual_fleet.py",
     "virtual_rng.py",

@@ -51,6 +51,12 @@ class Connection:
     first_ack_at: float | None = None
     ended_at: float | None = None
 
+    def __reduce__(self) -> tuple[type[Connection], tuple[object, ...]]:
+        # Pickled as its fields in order: a virtual shard hands a million of
+        # these to the parent, and the slots' default state is 2 to 3 times
+        # slower to dump and load.
+        return (Connection, tuple(getattr(self, name) for name in self.__slots__))
+
 
 @dataclass(slots=True)
 class DeviceRecord:
@@ -64,6 +70,10 @@ class DeviceRecord:
     acknowledged: int = 0
     resent: int = 0
     acknowledged_sequences: set[int] = field(default_factory=set)
+
+    def __reduce__(self) -> tuple[type[DeviceRecord], tuple[object, ...]]:
+        # As Connection's: its fields in order.
+        return (DeviceRecord, tuple(getattr(self, name) for name in self.__slots__))
 
     def relative_to(self, t0: float) -> DeviceRecord:
         """The same record with every time counted from `t0`."""

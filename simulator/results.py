@@ -38,6 +38,12 @@ class RegionSecond:
     refused: int  # by either rule
     refused_client: int = 0  # by the one-CONNECT-per-second-per-client-id rule
 
+    def __reduce__(self) -> tuple[type[RegionSecond], tuple[int, str, int, int, int]]:
+        # Shards pickle these to the parent; compiled by mypyc, a frozen
+        # dataclass cannot be unpickled from its slots, only rebuilt.
+        fields = (self.second, self.region, self.accepted, self.refused, self.refused_client)
+        return (RegionSecond, fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Observed:
