@@ -1,12 +1,7 @@
 """Commands: what the decision core asks the adapters to do.
 
-Each one is a frozen dataclass whose `__init__` is written out rather than
-generated (`init=False`): mypyc (`simulator/compiled_build.py`) compiles a
-written `__init__` to direct stores, while the generated one stays
-interpreted and costs about twenty times as much (0.85 against 0.04 µs
-for three fields), and a virtual fleet of a million devices makes some
-fifty million of these. Equality, hashing, `repr` and immutability are
-still the dataclass's.
+Like events, each one writes its `__init__` out so that mypyc compiles it
+(`events.py` says why and what it costs otherwise).
 """
 
 from __future__ import annotations
