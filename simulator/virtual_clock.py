@@ -7,9 +7,9 @@ scheduled, so a run is a pure function of its inputs and seed. Tuples of
 ints and floats keep a million pending entries small and fast to compare.
 
 A device's core arms and cancels named timers (`ArmTimer` replaces an
-earlier arming). `DeviceTimers` keeps, per device and timer, the `seq` of
-the entry that is the live arming; the entry a new arming or a cancel
-replaces is removed from the device's heap, a few entries long.
+earlier arming). The entry a new arming or a cancel replaces is found in
+the device's heap, a few entries long, and removed (`FleetQueue.remove`),
+so every timer entry left is a live arming.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from array import array
 
 from iotdr.agent.core.events import TimerName
 
@@ -147,39 +146,20 @@ class FleetQueue:
             self.wakes.push(at, device)
         return self._seq
 
-    def remove(self, device: int, seq: int) -> None:
-        """Drops the active device's entry `seq` (a re-armed or cancelled
-        timer), so it holds no memory and costs no pop."""
+    def remove(self, device: int, kind: int, a: int) -> bool:
+        """Drops the active device's entry of `kind` with `a` (a re-armed or
+        cancelled timer), so it holds no memory and costs no pop; False if
+        it has none."""
         assert device == self.active  # its wake-up is pushed when the runner leaves it
         heap = self.local[device]
         for i, entry in enumerate(heap):
-            if entry[1] == seq:
+            if entry[2] == kind and entry[3] == a:
                 last = heap.pop()
                 if i < len(heap):
                     heap[i] = last
                     heapq.heapify(heap)
-                return
+                return True
+        return False
 
     def __len__(self) -> int:
         return sum(len(heap) for heap in self.local)
-
-
-class DeviceTimers:
-    """Which entry is the live arming of each (device, timer): its seq, 0 if
-    the timer is not armed."""
-
-    __slots__ = ("_armed",)
-
-    def __init__(self, devices: int) -> None:
-        self._armed = array("q", [0]) * (devices * len(TIMERS))
-
-    def arm(self, device: int, timer: int, seq: int) -> int:
-        """Records the new arming; returns the one it replaces (0: none)."""
-        slot = device * len(TIMERS) + timer
-        old = self._armed[slot]
-        self._armed[slot] = seq
-        return old
-
-    def cancel(self, device: int, timer: int) -> int:
-        """Disarms; returns the arming cancelled (0: none)."""
-        return self.arm(device, timer, 0)

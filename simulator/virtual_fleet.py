@@ -85,7 +85,7 @@ from iotdr.agent.core.settings import ProbeDepth, Settings, TlsSettings
 from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.draws import device_draws
 from iotdr.simulator.scenario import Fault, Scenario, for_device
-from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, DeviceTimers, FleetQueue
+from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, FleetQueue
 from iotdr.simulator.virtual_rng import SplitMix64, SplitMix64Streams
 from iotdr.simulator.virtual_world import (
     ACCEPTED,
@@ -156,7 +156,6 @@ class VirtualFleet:
         n = len(self.indices)
         self.grouped = grouped
         self.queue = FleetQueue(n)
-        self.timers = DeviceTimers(n)
         # The shard's own draws (finish_records' ack latencies, in device order).
         self._rng = random.Random(scenario.seed * 1_000_003 + shard)
         # Each device's draws from the world's latencies: its own, so they
@@ -347,15 +346,11 @@ class VirtualFleet:
             if kind is ArmTimer:
                 assert isinstance(command, ArmTimer)
                 index = TIMER_INDEX[command.timer]
-                seq = self.queue.push(device, command.at, TIMER, index)
-                replaced = self.timers.arm(device, index, seq)
-                if replaced:
-                    self.queue.remove(device, replaced)
+                self.queue.remove(device, TIMER, index)  # the arming it replaces
+                self.queue.push(device, command.at, TIMER, index)
             elif kind is CancelTimer:
                 assert isinstance(command, CancelTimer)
-                cancelled = self.timers.cancel(device, TIMER_INDEX[command.timer])
-                if cancelled:
-                    self.queue.remove(device, cancelled)
+                self.queue.remove(device, TIMER, TIMER_INDEX[command.timer])
             elif kind is Connect:
                 assert isinstance(command, Connect)
                 self._connect(device, command, event.now)
@@ -696,5 +691,4 @@ class VirtualFleet:
         self._feed(device, Started(now=at))
 
     def _timer(self, at: float, _seq: int, device: int, index: int, _b: int) -> None:
-        self.timers.cancel(device, index)  # fired: no longer armed
         self._feed(device, TimerFired(now=at, timer=TIMERS[index]))

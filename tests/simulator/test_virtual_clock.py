@@ -66,9 +66,11 @@ def test_a_device_heap_pops_in_time_then_push_order(times: list[float]) -> None:
 def test_removing_an_entry_keeps_the_rest_in_order() -> None:
     queue = FleetQueue(1)
     queue.active = 0
-    seqs = [queue.push(0, at, kind=1) for at in (3.0, 1.0, 2.0, 0.5)]
-    queue.remove(0, seqs[1])
-    queue.remove(0, 999)  # not there: nothing happens
+    for i, at in enumerate((3.0, 1.0, 2.0, 0.5)):
+        queue.push(0, at, kind=1, a=i)
+    assert queue.remove(0, 1, 1)
+    assert not queue.remove(0, 1, 9)  # not there: nothing happens
+    assert not queue.remove(0, 2, 0)  # another kind
     assert [heapq.heappop(queue.local[0])[0] for _ in range(3)] == [0.5, 2.0, 3.0]
 
 
