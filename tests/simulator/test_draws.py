@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from iotdr.agent.core.commands import ArmTimer, Command
 from iotdr.agent.core.events import DnsAnswered, Started, TimerName
 from iotdr.agent.core.machine import Machine
@@ -93,3 +96,23 @@ def test_packed_streams_draw_what_their_own_generators_draw() -> None:
     for _ in range(5):
         for i in (2, 0, 1):
             assert streams.random(i) == own[i].random()
+
+
+def _textbook_splitmix64(seed: int, draws: int) -> list[int]:
+    """SplitMix64 as its paper writes it, on Python's unbounded integers."""
+    mask, state, out = (1 << 64) - 1, seed & ((1 << 64) - 1), []
+    for _ in range(draws):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_splitmix64_on_halves_draws_what_the_textbook_formula_draws(seed: int) -> None:
+    expected = _textbook_splitmix64(seed, 4)
+    own, unit = SplitMix64(seed), SplitMix64(seed)
+    assert [own.next64() for _ in range(4)] == expected
+    assert [unit.random() for _ in range(4)] == [(z >> 11) / 2**53 for z in expected]
