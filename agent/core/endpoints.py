@@ -68,6 +68,15 @@ class RegionRoles:
         return Role.UNKNOWN
 
 
+# The functions below make immutable values from text. Every device of a
+# simulated fleet calls them with the same few arguments (the fleet's DNS
+# answer, its two endpoints), so they share one value each instead of a
+# million copies, and each is worked out once (a core asks an endpoint's
+# region on most events); the daemon's bounded cache holds a handful.
+_SHARED_VALUES = 256
+
+
+@functools.lru_cache(maxsize=_SHARED_VALUES)
 def region_of(host: str) -> str | None:
     """The third label of an IoT endpoint host name, or None if it has fewer."""
     labels = host.rstrip(".").split(".")
@@ -76,13 +85,6 @@ def region_of(host: str) -> str | None:
 
 def normalise_host(host: str) -> str:
     return host.rstrip(".").lower()
-
-
-# The functions below make immutable values from text. Every device of a
-# simulated fleet calls them with the same few arguments (the fleet's DNS
-# answer, its two endpoints), so they share one value each instead of a
-# million copies; the daemon's bounded cache holds a handful.
-_SHARED_VALUES = 256
 
 
 @functools.lru_cache(maxsize=_SHARED_VALUES)

@@ -50,6 +50,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from iotdr.agent.core.backoff import Rng, backoff_delay
 from iotdr.agent.core.commands import (
@@ -894,5 +895,6 @@ def _handlers() -> dict[type[Event], dict[State, Handler]]:
     return table
 
 
-_HANDLERS = _handlers()
-_NO_HANDLERS: dict[State, Handler] = {}
+# Final: compiled (mypyc), read as C statics, not looked up by name per event.
+_HANDLERS: Final = _handlers()
+_NO_HANDLERS: Final[dict[State, Handler]] = {}
