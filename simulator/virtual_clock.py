@@ -17,11 +17,12 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from typing import Final
 
 from iotdr.agent.core.events import TimerName
 
-TIMERS: tuple[TimerName, ...] = tuple(TimerName)
-TIMER_INDEX: dict[TimerName, int] = {timer: i for i, timer in enumerate(TIMERS)}
+TIMERS: Final[tuple[TimerName, ...]] = tuple(TimerName)
+TIMER_INDEX: Final[dict[TimerName, int]] = {timer: i for i, timer in enumerate(TIMERS)}
 
 Entry = tuple[float, int, int, int, int]  # at, seq, kind, a, b
 Wake = tuple[float, int]  # at, device
@@ -102,8 +103,8 @@ class WakeQueue:
         return self._size
 
 
-_FAR_S = 1e15  # beyond any run: one bucket for infinity and its like
-_FAR = 2**62
+_FAR_S: Final = 1e15  # beyond any run: one bucket for infinity and its like
+_FAR: Final = 2**62
 
 
 class FleetQueue:

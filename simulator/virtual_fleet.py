@@ -56,6 +56,7 @@ import random
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from iotdr.agent.core.commands import (
     ArmTimer,
@@ -97,17 +98,33 @@ from iotdr.simulator.virtual_world import (
 
 # Kinds of a device's entries (at, seq, kind, a, b). From SHARED on, the
 # entry touches what devices share, and waits for its turn in global order.
-START, TIMER, RESULT, LOST, PUBFAIL, DNS, PROBE = range(7)
-SHARED = 7
-ARRIVE, PROBE_ARRIVE, DNS_ASK, HANDSHAKE, PROBE_HANDSHAKE = range(SHARED, SHARED + 5)
-_WORLD_SALT = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
+# (Each constant is Final: compiled, a C constant instead of a lookup of
+# the module's globals by name, several on every event.)
+START: Final = 0
+TIMER: Final = 1
+RESULT: Final = 2
+LOST: Final = 3
+PUBFAIL: Final = 4
+DNS: Final = 5
+PROBE: Final = 6
+SHARED: Final = 7
+ARRIVE: Final = 7
+PROBE_ARRIVE: Final = 8
+DNS_ASK: Final = 9
+HANDSHAKE: Final = 10
+PROBE_HANDSHAKE: Final = 11
+_WORLD_SALT: Final = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
 
-FAILURES: tuple[FailureKind, ...] = tuple(FailureKind)
-FAILURE_CODE = {kind: i + 1 for i, kind in enumerate(FAILURES)}  # 0: success / healthy
-WHYS: tuple[Why, ...] = tuple(Why)
-WHY_INDEX = {why: i for i, why in enumerate(WHYS)}
+FAILURES: Final[tuple[FailureKind, ...]] = tuple(FailureKind)
+# 0: success / healthy
+FAILURE_CODE: Final = {kind: i + 1 for i, kind in enumerate(FAILURES)}
+WHYS: Final[tuple[Why, ...]] = tuple(Why)
+WHY_INDEX: Final = {why: i for i, why in enumerate(WHYS)}
+# Their names as records keep them (an enum's `.value` runs interpreted).
+WHY_NAMES: Final[tuple[str, ...]] = tuple(why.value for why in WHYS)
+FAILURE_NAMES: Final[tuple[str, ...]] = tuple(kind.value for kind in FAILURES)
 # What the CRT names each failure (the `detail` the real driver passes on).
-_DETAIL = {
+_DETAIL: Final = {
     FailureKind.REFUSED: "AWS_IO_SOCKET_CONNECTION_REFUSED",
     FailureKind.TIMEOUT: "AWS_IO_SOCKET_TIMEOUT",
     FailureKind.JITR_HANGUP: "AWS_ERROR_MQTT_UNEXPECTED_HANGUP",
@@ -115,9 +132,9 @@ _DETAIL = {
     FailureKind.AUTH: "AWS_ERROR_MQTT5_CONNACK_CONNECTION_REFUSED",
     FailureKind.RESOLVE: "AWS_IO_DNS_NO_ADDRESS_FOR_HOST",
 }
-_NONE: set[int] = set()  # never added to: see VirtualFleet.__init__
-POLL_S = 0.25  # the real run polls the ramp-up this often
-RAMP_GRACE_S = 30.0
+_NONE: Final[set[int]] = set()  # never added to: see VirtualFleet.__init__
+POLL_S: Final = 0.25  # the real run polls the ramp-up this often
+RAMP_GRACE_S: Final = 30.0
 PLACEHOLDER_TLS = TlsSettings(ca_file="ca.pem", cert_file="device.pem", key_file="device.key")
 
 
@@ -231,9 +248,9 @@ class VirtualFleet:
         """Starts every device at the fleet's connect rate; returns the
         first poll at which all of this shard's devices are connected."""
         rate = self.scenario.fleet.connect_rate_per_s
-        push = self.queue.push
+        queue = self.queue
         for local, index in enumerate(self.indices):
-            push(local, index / rate, START)
+            queue.push(local, index / rate, START)
         deadline = self.total / rate + RAMP_GRACE_S
         t = 0.0
         while True:
@@ -393,15 +410,15 @@ class VirtualFleet:
         self.pending[device] = attempt
         self.pending_region[device] = region_index
         self.pending_why[device] = WHY_INDEX[command.why]
-        push, model = self.queue.push, self.model
+        queue, model = self.queue, self.model
         if region_index < 0:
             code = FAILURE_CODE[FailureKind.RESOLVE]
-            push(device, now + model.dns_query_s, RESULT, attempt, code)
+            queue.push(device, now + model.dns_query_s, RESULT, attempt, code)
             return
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
-            push(
+            queue.push(
                 device,
                 now + model.refused_s.sample(self.world.random(device)),
                 RESULT,
@@ -410,11 +427,11 @@ class VirtualFleet:
             )
         elif region.blackholed:  # the SYN vanishes: the CRT's socket connect timeout
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(device, now + self._connect_timeout_s, RESULT, attempt, code)
+            queue.push(device, now + self._connect_timeout_s, RESULT, attempt, code)
         elif model.handshake_service_s > 0:  # the testbed's shared TLS throughput: in turn
-            push(device, now, HANDSHAKE, attempt, region_index)
+            queue.push(device, now, HANDSHAKE, attempt, region_index)
         else:
-            push(device, self._handshake_done(now, device), ARRIVE, attempt, region_index)
+            queue.push(device, self._handshake_done(now, device), ARRIVE, attempt, region_index)
 
     def _handshake(
         self, at: float, _seq: int, device: int, attempt: int, region_index: int
@@ -436,19 +453,19 @@ class VirtualFleet:
         if self.pending[device] != attempt:
             return  # abandoned by the core before it got there
         region = self.regions[region_index]
-        push, connack = self.queue.push, self.model.connack_s
+        queue, connack = self.queue, self.model.connack_s
         # A close (no CONNACK) is noticed at once: WorldModel.connack_s.
         if region.killed:  # died mid-handshake: closed before CONNACK
-            push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            queue.push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(device, at + self._connack_timeout_s, RESULT, attempt, code)
+            queue.push(device, at + self._connack_timeout_s, RESULT, attempt, code)
         elif region.jitr and not region.registered(device, at):
-            push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
+            queue.push(device, at, RESULT, attempt, FAILURE_CODE[FailureKind.JITR_HANGUP])
         elif region.admit(device * 2, at, math.floor(at)) == ACCEPTED:
-            push(device, at + connack, RESULT, attempt, 0)
+            queue.push(device, at + connack, RESULT, attempt, 0)
         else:
-            push(device, at, RESULT, attempt, FAILURE_CODE[self.refuse_kind])
+            queue.push(device, at, RESULT, attempt, FAILURE_CODE[self.refuse_kind])
 
     def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
         if self.pending[device] != attempt:
@@ -461,7 +478,7 @@ class VirtualFleet:
                 connection = Connection(
                     attempt=attempt,
                     region=self.regions[region_index].name,
-                    why=WHYS[self.pending_why[device]].value,
+                    why=WHY_NAMES[self.pending_why[device]],
                     connected_at=at,
                 )
                 self.records[device].connections.append(connection)
@@ -473,7 +490,8 @@ class VirtualFleet:
         else:
             failure = FAILURES[code - 1]
             failures = self.records[device].failures
-            failures[failure.value] = failures.get(failure.value, 0) + 1
+            name = FAILURE_NAMES[code - 1]
+            failures[name] = failures.get(name, 0) + 1
             event = ConnectFailed(
                 now=at, attempt=attempt, failure=failure, detail=_DETAIL.get(failure, "")
             )
@@ -537,29 +555,29 @@ class VirtualFleet:
     def _probe(self, device: int, command: Probe, now: float) -> None:
         endpoint = self._endpoint_id(command.endpoint)
         region_index = self._endpoint_region[endpoint]
-        push, model = self.queue.push, self.model
+        queue, model = self.queue, self.model
         packed = endpoint * 16
         probe_id = command.probe_id
         if region_index < 0:
             code = FAILURE_CODE[FailureKind.RESOLVE]
-            push(device, now + model.dns_query_s, PROBE, probe_id, packed + code)
+            queue.push(device, now + model.dns_query_s, PROBE, probe_id, packed + code)
             return
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
             refused = model.refused_s.sample(self.world.random(device))
-            push(device, now + refused, PROBE, probe_id, packed + code)
+            queue.push(device, now + refused, PROBE, probe_id, packed + code)
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
-            push(device, now + self._probe_timeout_s, PROBE, probe_id, packed + code)
+            queue.push(device, now + self._probe_timeout_s, PROBE, probe_id, packed + code)
         elif command.depth is ProbeDepth.TCP:
-            push(device, now + model.probe_tcp_s, PROBE, probe_id, packed)
+            queue.push(device, now + model.probe_tcp_s, PROBE, probe_id, packed)
         elif command.depth is ProbeDepth.TLS:  # the JITR gate completes TLS too
-            push(device, now + model.probe_tls_s, PROBE, probe_id, packed)
+            queue.push(device, now + model.probe_tls_s, PROBE, probe_id, packed)
         elif model.handshake_service_s > 0:  # MQTT, in turn for the testbed's TLS throughput
-            push(device, now, PROBE_HANDSHAKE, probe_id, packed)
+            queue.push(device, now, PROBE_HANDSHAKE, probe_id, packed)
         else:  # MQTT: a CONNECT of its own, under `<client id>-probe`
-            push(device, self._handshake_done(now, device), PROBE_ARRIVE, probe_id, packed)
+            queue.push(device, self._handshake_done(now, device), PROBE_ARRIVE, probe_id, packed)
 
     def _probe_handshake(
         self, at: float, _seq: int, device: int, probe_id: int, packed: int

@@ -32,7 +32,7 @@ _MUL1_HI: Final[i64] = 0xBF58476D
 _MUL1_LO: Final[i64] = 0x1CE4E5B9
 _MUL2_HI: Final[i64] = 0x94D049BB
 _MUL2_LO: Final[i64] = 0x133111EB
-_UNIT = 1.0 / (1 << 53)
+_UNIT: Final = 1.0 / (1 << 53)
 
 
 def _low32_times(x: i64, c: i64) -> i64:

@@ -23,10 +23,13 @@ import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from iotdr.agent.core.events import DnsFailure
 
-ACCEPTED, REFUSED_ACCOUNT, REFUSED_CLIENT = 0, 1, 2
+ACCEPTED: Final = 0
+REFUSED_ACCOUNT: Final = 1
+REFUSED_CLIENT: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class ConnectQuota:
         return ACCEPTED
 
 
-_NEVER = -(2**62)  # no CONNECT yet
+_NEVER: Final = -(2**62)  # no CONNECT yet
 
 
 def _ms(t: float) -> int:
@@ -231,7 +234,7 @@ class DnsResult:
     failure: DnsFailure | None = None
 
 
-_FAIL_KINDS = {
+_FAIL_KINDS: Final = {
     "servfail": DnsFailure.SERVFAIL,
     "refused": DnsFailure.SERVFAIL,  # dnspython: no nameserver answered
     "nxdomain": DnsFailure.NXDOMAIN,
