@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from iotdr.agent.core.events import ConnectSucceeded, Event
+from iotdr.agent.core.commands import ArmTimer, CancelTimer
+from iotdr.agent.core.events import ConnectSucceeded, Event, TimerFired, TimerName
+from iotdr.agent.core.machine import Machine
 from iotdr.simulator.device import Device, DeviceRecord
 from iotdr.simulator.draws import device_seed
 from iotdr.simulator.results import fleet_report
@@ -282,6 +284,34 @@ def test_the_mixed_scenario_reaches_every_kind_of_entry() -> None:
     assert cut  # the blackhole found devices to cut off
     assert sum(s[1] for r in fleet.regions for s in r.seconds.values()) > 0  # quota refusals
     assert fleet.dns.queries > 3
+
+
+def test_only_a_live_arming_fires() -> None:
+    """A re-armed or cancelled timer's entry leaves the device's heap
+    (FleetQueue.remove): every TimerFired a core is fed is its latest
+    ArmTimer of that timer, at its time, not cancelled since. Replayed
+    through a fresh core, the commands say which armings were live."""
+    sc = parse_scenario(_MIXED, "mixed").with_devices(120)
+    fleet = VirtualFleet(sc, virtual_settings(sc), the_testbed_regions(), TESTBED, keep_events=True)
+    fleet.start_timeline(fleet.ramp_up())
+    fleet.finish()
+    assert fleet.event_log is not None
+    fired = dropped = 0
+    for local, events in enumerate(fleet.event_log):
+        settings = fleet.machines[local].settings
+        core = Machine(settings, SplitMix64(device_seed(sc.seed, fleet.indices[local])))
+        armed: dict[TimerName, float] = {}
+        for event in events:
+            if isinstance(event, TimerFired):
+                assert armed.pop(event.timer) == event.now, (local, event)
+                fired += 1
+            for command in core.handle(event):
+                if isinstance(command, ArmTimer):
+                    dropped += command.timer in armed
+                    armed[command.timer] = command.at
+                elif isinstance(command, CancelTimer):
+                    dropped += armed.pop(command.timer, None) is not None
+    assert fired > 0 and dropped > 0  # timers fired, and live ones were re-armed or cancelled
 
 
 # ------------------------------------------------------------ scenarios
