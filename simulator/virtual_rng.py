@@ -3,7 +3,7 @@
 The core takes any `Rng` (the slice of `random.Random` it uses: `uniform`).
 `random.Random` carries 2.5 KB of Mersenne Twister state, 2.5 GB for a
 million devices; SplitMix64 (Steele, Lea and Flood, "Fast splittable
-pseudorandom number generators", OOPSLA 2014) carries one 64-bit integer
+pseudorandom number generators", OOPSLA 2014) carries 64 bits of state
 and passes BigCrush, which is plenty for jitter and spreads.
 
 The 64-bit arithmetic is done on two 32-bit halves, and each product on
@@ -88,15 +88,17 @@ class SplitMix64:
     def __init__(self, seed: int) -> None:
         self._hi, self._lo = _halves(seed)
 
-    def next64(self) -> int:
+    def _next(self) -> tuple[i64, i64]:
         self._hi, self._lo = _advance(self._hi, self._lo)
-        hi, lo = _mix(self._hi, self._lo)
+        return _mix(self._hi, self._lo)
+
+    def next64(self) -> int:
+        hi, lo = self._next()
         return (int(hi) << 32) | int(lo)
 
     def random(self) -> float:
         """Uniform in [0, 1), 53 bits."""
-        self._hi, self._lo = _advance(self._hi, self._lo)
-        hi, lo = _mix(self._hi, self._lo)
+        hi, lo = self._next()
         return _unit(hi, lo)
 
     def uniform(self, a: float, b: float) -> float:
