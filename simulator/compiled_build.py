@@ -47,6 +47,7 @@ PACKAGES = ("agent", "simulator", "testbed", "cli", "cloud")
 COMPILED_SIMULATOR = (
     "results.py",
     "virtual_clock.py",
+    "virtual_device.py",
     "virtual_fleet.py",
     "virtual_rng.py",
     "virtual_telemetry.py",

@@ -1,10 +1,12 @@
 """Virtual time: one queue of timestamped work, no asyncio, no wall clock.
 
 Everything a device has coming (its timer, its CONNECT reaching a region,
-an answer) is an entry `(at, seq, kind, a, b)` in that device's own small
-heap; ties are broken by device, then by `seq`, the order work was
-scheduled, so a run is a pure function of its inputs and seed. Tuples of
-ints and floats keep a million pending entries small and fast to compare.
+an answer) is an `Entry` (at, seq, kind, a, b) in that device's own short
+list, kept sorted; ties are broken by device, then by `seq`, the order work
+was scheduled, so a run is a pure function of its inputs and seed. A device
+has a handful of entries at most, so a sorted list beats a heap, and a
+native class (compiled: unboxed fields, compared in C) beats tuples, whose
+every comparison and element goes through Python objects.
 
 A device's core arms and cancels named timers (`ArmTimer` replaces an
 earlier arming). The entry a new arming or a cancel replaces is found in
@@ -24,8 +26,28 @@ from iotdr.agent.core.events import TimerName
 TIMERS: Final[tuple[TimerName, ...]] = tuple(TimerName)
 TIMER_INDEX: Final[dict[TimerName, int]] = {timer: i for i, timer in enumerate(TIMERS)}
 
-Entry = tuple[float, int, int, int, int]  # at, seq, kind, a, b
 Wake = tuple[float, int]  # at, device
+
+
+class Entry:
+    """Work a device has coming at virtual time `at`: `kind` says what, `a`
+    and `b` are the kind's own (an attempt, a timer, a code); `seq` orders
+    entries due at the same time as they were scheduled."""
+
+    __slots__ = ("a", "at", "b", "kind", "seq")
+
+    def __init__(self, at: float, seq: int, kind: int, a: int, b: int) -> None:
+        self.at = at
+        self.seq = seq
+        self.kind = kind
+        self.a = a
+        self.b = b
+
+    def key(self) -> tuple[float, int, int, int, int]:
+        return (self.at, self.seq, self.kind, self.a, self.b)
+
+    def __repr__(self) -> str:
+        return f"Entry{self.key()!r}"
 
 
 class WakeQueue:
@@ -108,12 +130,13 @@ _FAR: Final = 2**62
 
 
 class FleetQueue:
-    """Each device's pending work in a small heap of its own, and one heap of
-    wake-ups saying which device has the earliest work.
+    """Each device's pending work in a short sorted list of its own, and a
+    calendar of wake-ups saying which device has the earliest work.
 
-    An entry is `(at, seq, kind, a, b)` in its device's heap; `wakes` holds
-    `(at, device)` for each device's earliest entry (and, harmlessly, stale
-    ones a later push overtook, which the runner skips). The fleet's runner
+    A device's entries are kept latest first, so its earliest is last
+    (`first`, `pop`: no shifting); `wakes` holds `(at, device)` for each
+    device's earliest entry (and, harmlessly, stale ones a later push
+    overtook, which the runner skips). The fleet's runner
     (`VirtualFleet._run`) pops a wake-up and works through that device's
     entries for as long as order allows: every entry in global
     `(at, device, seq)` order, or, grouped, a device's entries that touch
@@ -139,28 +162,38 @@ class FleetQueue:
     def push(self, device: int, at: float, kind: int, a: int = 0, b: int = 0) -> int:
         """Schedules work for `device` at virtual time `at`; returns its seq."""
         self._seq += 1
-        heap = self.local[device]
-        entry = (at, self._seq, kind, a, b)
-        heapq.heappush(heap, entry)
-        # (By seq, not `is`: mypyc boxes the tuple afresh for the heap.)
-        if device != self.active and heap[0][1] == self._seq:
+        entries = self.local[device]
+        # Latest first: the new entry goes after every later one. It has the
+        # highest seq, so it follows those due at the same time.
+        i = len(entries)
+        while i > 0 and entries[i - 1].at <= at:
+            i -= 1
+        entries.insert(i, Entry(at, self._seq, kind, a, b))
+        if device != self.active and i == len(entries) - 1:
             self.wakes.push(at, device)
         return self._seq
+
+    def first(self, device: int) -> Entry | None:
+        """The device's earliest entry, left in place."""
+        entries = self.local[device]
+        return entries[-1] if entries else None
+
+    def pop(self, device: int) -> Entry:
+        """Takes the device's earliest entry."""
+        return self.local[device].pop()
 
     def remove(self, device: int, kind: int, a: int) -> bool:
         """Drops the active device's entry of `kind` with `a` (a re-armed or
         cancelled timer), so it holds no memory and costs no pop; False if
         it has none."""
         assert device == self.active  # its wake-up is pushed when the runner leaves it
-        heap = self.local[device]
-        for i, entry in enumerate(heap):
-            if entry[2] == kind and entry[3] == a:
-                last = heap.pop()
-                if i < len(heap):
-                    heap[i] = last
-                    heapq.heapify(heap)
+        entries = self.local[device]
+        for i in range(len(entries)):
+            entry = entries[i]
+            if entry.kind == kind and entry.a == a:
+                del entries[i]
                 return True
         return False
 
     def __len__(self) -> int:
-        return sum(len(heap) for heap in self.local)
+        return sum(len(entries) for entries in self.local)

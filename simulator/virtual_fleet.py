@@ -50,7 +50,6 @@ runs devices k, k+K, ... with 1/K of each region's account quota.
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from array import array
@@ -86,8 +85,9 @@ from iotdr.agent.core.settings import ProbeDepth, Settings, TlsSettings
 from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.draws import device_draws
 from iotdr.simulator.scenario import Fault, Scenario, for_device
-from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, FleetQueue
-from iotdr.simulator.virtual_rng import SplitMix64, SplitMix64Streams
+from iotdr.simulator.virtual_clock import TIMER_INDEX, TIMERS, Entry, FleetQueue
+from iotdr.simulator.virtual_device import VirtualDevice
+from iotdr.simulator.virtual_rng import SplitMix64
 from iotdr.simulator.virtual_world import (
     ACCEPTED,
     DnsModel,
@@ -113,7 +113,7 @@ PROBE_ARRIVE: Final = 8
 DNS_ASK: Final = 9
 HANDSHAKE: Final = 10
 PROBE_HANDSHAKE: Final = 11
-_WORLD_SALT: Final = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
+WORLD_SALT: Final = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
 
 FAILURES: Final[tuple[FailureKind, ...]] = tuple(FailureKind)
 # 0: success / healthy
@@ -133,6 +133,7 @@ _DETAIL: Final = {
     FailureKind.RESOLVE: "AWS_IO_DNS_NO_ADDRESS_FOR_HOST",
 }
 _NONE: Final[set[int]] = set()  # never added to: see VirtualFleet.__init__
+_KNOWN_ENDPOINTS: Final = 16
 POLL_S: Final = 0.25  # the real run polls the ramp-up this often
 RAMP_GRACE_S: Final = 30.0
 PLACEHOLDER_TLS = TlsSettings(ca_file="ca.pem", cert_file="device.pem", key_file="device.key")
@@ -175,11 +176,9 @@ class VirtualFleet:
         self.queue = FleetQueue(n)
         # The shard's own draws (finish_records' ack latencies, in device order).
         self._rng = random.Random(scenario.seed * 1_000_003 + shard)
-        # Each device's draws from the world's latencies: its own, so they
-        # do not depend on the order devices are worked through.
-        self.world = SplitMix64Streams(n)
         client_ids = scenario.fleet.client_ids(self.total)
         self.machines: list[Machine] = []
+        self.devices: list[VirtualDevice] = []
         self.records: list[DeviceRecord] = []
         # Each device's draws as every engine makes them (draws.py).
         interval = scenario.fleet.publish_interval_s
@@ -190,17 +189,14 @@ class VirtualFleet:
             core_seed, phase = device_draws(scenario.seed, index)
             self.phase[local] = phase * interval
             self.machines.append(Machine(device_settings, SplitMix64(core_seed)))
-            self.world.seed(local, core_seed ^ _WORLD_SALT)
+            # Its draws from the world's latencies are its own, so they do
+            # not depend on the order devices are worked through.
+            self.devices.append(VirtualDevice(core_seed ^ WORLD_SALT))
             # Which sequences were acknowledged matters only against a cloud
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
             self.records.append(DeviceRecord(client_id=client_id, acknowledged_sequences=_NONE))
         del client_ids
-        self.current: list[Connection | None] = [None] * n
-        self.pending = array("q", [0]) * n  # the attempt in flight
-        self.pending_region = array("b", [0]) * n
-        self.pending_why = array("b", [0]) * n
-        self.conn_region = array("b", [-1]) * n
         self.connected = 0
         limits = scenario.limits
         rate = None if limits is None else limits.account_connects_per_s
@@ -223,6 +219,8 @@ class VirtualFleet:
         self._endpoints: list[Endpoint] = []
         self._endpoint_index: dict[Endpoint, int] = {}
         self._endpoint_region: list[int] = []
+        self._known_endpoints: list[Endpoint] = []  # objects seen, for `is`
+        self._known_ids: list[int] = []
         self.t_telemetry: float | None = None
         self.t0: float | None = None
         self.t_stop = math.inf
@@ -296,37 +294,37 @@ class VirtualFleet:
             if at > bound or (before and at >= bound):
                 break
             wakes.pop()
-            heap = local[device]
-            if not heap or heap[0][0] != at:
+            entries = local[device]  # latest first: the earliest is last
+            if not entries or entries[-1].at != at:
                 continue  # a stale wake-up: a later push overtook it
             queue.now = at
             queue.visits += 1
             queue.active = device
-            entry = heapq.heappop(heap)
+            entry = entries.pop()
             while True:
                 self._dispatch(device, entry)
                 queue.popped += 1
                 if on_progress is not None and queue.popped % 200_000 == 0:
                     on_progress()
-                if not heap:
+                if not entries:
                     break
-                entry = heap[0]
-                t = entry[0]
+                entry = entries[-1]
+                t = entry.at
                 if t > bound or (before and t >= bound):
                     break
-                if not grouped or entry[2] >= SHARED:
+                if not grouped or entry.kind >= SHARED:
                     first = wakes.first()
                     if first is not None and (
                         t > first[0] or (t == first[0] and device > first[1])
                     ):
                         break  # another device's work comes first
-                heapq.heappop(heap)
+                entries.pop()
             queue.active = -1
-            if heap:
-                wakes.push(heap[0][0], device)
+            if entries:
+                wakes.push(entries[-1].at, device)
 
-    def _dispatch(self, device: int, entry: tuple[float, int, int, int, int]) -> None:
-        at, seq, kind, a, b = entry
+    def _dispatch(self, device: int, entry: Entry) -> None:
+        at, seq, kind, a, b = entry.at, entry.seq, entry.kind, entry.a, entry.b
         # Most frequent first. (A table of methods in the class body does
         # not compile with mypyc: `compiled_build`.)
         if kind == TIMER:
@@ -373,8 +371,9 @@ class VirtualFleet:
                 self._connect(device, command, event.now)
             elif kind is Disconnect:
                 assert isinstance(command, Disconnect)
-                if self.pending[device] == command.attempt:
-                    self.pending[device] = 0
+                state = self.devices[device]
+                if state.attempt == command.attempt:
+                    state.attempt = 0
                 self._end(device, command.attempt, event.now)
             elif kind is Resolve:  # the fleet's resolver is shared: in turn
                 self.queue.push(device, event.now, DNS_ASK)
@@ -391,6 +390,12 @@ class VirtualFleet:
         return len(results) - 1
 
     def _endpoint_id(self, endpoint: Endpoint) -> int:
+        # The cores share their endpoint objects (endpoints.endpoint_at), so
+        # the few known ones are found by identity, without hashing.
+        known = self._known_endpoints
+        for i in range(len(known)):
+            if known[i] is endpoint:
+                return self._known_ids[i]
         index = self._endpoint_index.get(endpoint)
         if index is None:
             index = len(self._endpoints)
@@ -399,6 +404,9 @@ class VirtualFleet:
             self._endpoint_region.append(
                 next((i for i, r in enumerate(self.regions) if r.host == endpoint.host), -1)
             )
+        if len(known) < _KNOWN_ENDPOINTS:  # kept alive, so `is` stays meaningful
+            known.append(endpoint)
+            self._known_ids.append(index)
         return index
 
     # --------------------------------------------------------- connecting
@@ -407,9 +415,10 @@ class VirtualFleet:
         self.records[device].attempts.append(now)
         region_index = self._endpoint_region[self._endpoint_id(command.endpoint)]
         attempt = command.attempt
-        self.pending[device] = attempt
-        self.pending_region[device] = region_index
-        self.pending_why[device] = WHY_INDEX[command.why]
+        state = self.devices[device]
+        state.attempt = attempt
+        state.attempt_region = region_index
+        state.attempt_why = WHY_INDEX[command.why]
         queue, model = self.queue, self.model
         if region_index < 0:
             code = FAILURE_CODE[FailureKind.RESOLVE]
@@ -420,7 +429,7 @@ class VirtualFleet:
             code = FAILURE_CODE[FailureKind.REFUSED]
             queue.push(
                 device,
-                now + model.refused_s.sample(self.world.random(device)),
+                now + model.refused_s.sample(self.devices[device].draw()),
                 RESULT,
                 attempt,
                 code,
@@ -446,11 +455,11 @@ class VirtualFleet:
             begin = max(now, self._handshakes_free_at)
             self._handshakes_free_at = begin + service
             now = self._handshakes_free_at
-        return now + self.model.handshake_s.sample(self.world.random(device))
+        return now + self.model.handshake_s.sample(self.devices[device].draw())
 
     def _arrive(self, at: float, _seq: int, device: int, attempt: int, region_index: int) -> None:
         """The device's CONNECT reaches the region (after TCP and TLS)."""
-        if self.pending[device] != attempt:
+        if self.devices[device].attempt != attempt:
             return  # abandoned by the core before it got there
         region = self.regions[region_index]
         queue, connack = self.queue, self.model.connack_s
@@ -468,22 +477,23 @@ class VirtualFleet:
             queue.push(device, at, RESULT, attempt, FAILURE_CODE[self.refuse_kind])
 
     def _result(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
-        if self.pending[device] != attempt:
+        state = self.devices[device]
+        if state.attempt != attempt:
             return  # the core closed this attempt; the CRT reports nothing
-        self.pending[device] = 0
+        state.attempt = 0
         event: Event
         if code == 0:
             if self.machines[device].state is State.CONNECTING:
-                region_index = self.pending_region[device]
+                region_index = state.attempt_region
                 connection = Connection(
                     attempt=attempt,
                     region=self.regions[region_index].name,
-                    why=WHY_NAMES[self.pending_why[device]],
+                    why=WHY_NAMES[state.attempt_why],
                     connected_at=at,
                 )
                 self.records[device].connections.append(connection)
-                self.current[device] = connection
-                self.conn_region[device] = region_index
+                state.connection = connection
+                state.region = region_index
                 self.regions[region_index].connected += 1
                 self.connected += 1
             event = ConnectSucceeded(now=at, attempt=attempt)
@@ -498,16 +508,17 @@ class VirtualFleet:
         self._feed(device, event)
 
     def _end(self, device: int, attempt: int, now: float) -> None:
-        current = self.current[device]
+        state = self.devices[device]
+        current = state.connection
         if current is not None and current.attempt == attempt:
             current.ended_at = now
-            self.current[device] = None
-            self.regions[self.conn_region[device]].connected -= 1
-            self.conn_region[device] = -1
+            state.connection = None
+            self.regions[state.region].connected -= 1
+            state.region = -1
             self.connected -= 1
 
     def _lost(self, at: float, _seq: int, device: int, attempt: int, code: int) -> None:
-        current = self.current[device]
+        current = self.devices[device].connection
         if current is None or current.attempt != attempt:
             return
         self._end(device, attempt, at)
@@ -520,7 +531,7 @@ class VirtualFleet:
         )
 
     def _publish_failed(self, at: float, _seq: int, device: int, attempt: int, _b: int) -> None:
-        current = self.current[device]
+        current = self.devices[device].connection
         if current is None or current.attempt != attempt:
             return
         self._end(device, attempt, at)
@@ -565,7 +576,7 @@ class VirtualFleet:
         region = self.regions[region_index]
         if region.killed:
             code = FAILURE_CODE[FailureKind.REFUSED]
-            refused = model.refused_s.sample(self.world.random(device))
+            refused = model.refused_s.sample(self.devices[device].draw())
             queue.push(device, now + refused, PROBE, probe_id, packed + code)
         elif region.blackholed:
             code = FAILURE_CODE[FailureKind.TIMEOUT]
@@ -671,15 +682,15 @@ class VirtualFleet:
         """The devices connected to `region` now, in device order (a fault is
         a barrier: every device has caught up with it)."""
         wanted = self.regions.index(region)
-        return [device for device, r in enumerate(self.conn_region) if r == wanted]
+        return [device for device, state in enumerate(self.devices) if state.region == wanted]
 
     def _kill_connections(self, region: Region, at: float) -> None:
         code = FAILURE_CODE[FailureKind.CLOSED]
         notice = self.model.kill_notice_s
         for device in self._connected_to(region):
-            current = self.current[device]
+            current = self.devices[device].connection
             assert current is not None
-            lost_at = at + notice.sample(self.world.random(device))
+            lost_at = at + notice.sample(self.devices[device].draw())
             self.queue.push(device, lost_at, LOST, current.attempt, code)
 
     def _blackhole_connections(self, region: Region, at: float) -> None:
@@ -690,15 +701,15 @@ class VirtualFleet:
         assert self.t_telemetry is not None
         extra = self.model.ack_timeout_extra_s
         for device in self._connected_to(region):
-            current = self.current[device]
+            current = self.devices[device].connection
             assert current is not None
             start = self.t_telemetry + self.phase[device]
             tick = start + interval * max(0, math.ceil((at - start) / interval))
             if fleet.qos == 1 and tick < self.t_stop:
-                notice = tick + self._ack_timeout_s + extra.sample(self.world.random(device))
+                notice = tick + self._ack_timeout_s + extra.sample(self.devices[device].draw())
                 self.queue.push(device, notice, PUBFAIL, current.attempt)
             else:
-                silence = self.world.random(device) * self._keepalive_s
+                silence = self.devices[device].draw() * self._keepalive_s
                 notice = at + silence + self._ping_timeout_s
                 code = FAILURE_CODE[FailureKind.TIMEOUT]
                 self.queue.push(device, notice, LOST, current.attempt, code)

@@ -18,7 +18,6 @@ The draws are exactly SplitMix64's:
 
 from __future__ import annotations
 
-from array import array
 from typing import Final
 
 from mypy_extensions import i64  # interpreted, i64(x) is int(x)
@@ -103,25 +102,3 @@ class SplitMix64:
 
     def uniform(self, a: float, b: float) -> float:
         return a + (b - a) * self.random()
-
-
-class SplitMix64Streams:
-    """Many SplitMix64 streams, stream i drawing exactly what
-    `SplitMix64(seeds[i])` draws, their states packed in two arrays of
-    halves: 8 bytes a stream rather than two objects."""
-
-    __slots__ = ("_hi", "_lo")
-
-    def __init__(self, count: int) -> None:
-        self._hi = array("I", [0]) * count
-        self._lo = array("I", [0]) * count
-
-    def seed(self, i: int, seed: int) -> None:
-        self._hi[i], self._lo[i] = _halves(seed)
-
-    def random(self, i: int) -> float:
-        """Stream i's next draw, uniform in [0, 1)."""
-        hi, lo = _advance(i64(self._hi[i]), i64(self._lo[i]))
-        self._hi[i], self._lo[i] = hi, lo
-        hi, lo = _mix(hi, lo)
-        return _unit(hi, lo)

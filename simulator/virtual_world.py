@@ -194,7 +194,7 @@ class Region:
     jitr: bool = False
     jitr_delay_s: float = 3.0
     first_seen: dict[int, float] = field(default_factory=dict)  # JITR registry, by device
-    connected: int = 0  # devices connected now (which ones: VirtualFleet.conn_region)
+    connected: int = 0  # devices connected now (which ones: VirtualDevice.region)
     # second -> [accepted, refused (either rule), refused by the client-id rule]
     seconds: dict[int, list[int]] = field(default_factory=dict)
 

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from iotdr.agent.core.commands import ArmTimer, Command
 from iotdr.agent.core.events import DnsAnswered, Started, TimerName
 from iotdr.agent.core.machine import Machine
-from iotdr.simulator.draws import fleet_devices, telemetry_phase
+from iotdr.simulator.draws import device_draws, fleet_devices, telemetry_phase
 from iotdr.simulator.scenario import Scenario, load_scenario
-from iotdr.simulator.virtual_fleet import VirtualFleet
-from iotdr.simulator.virtual_rng import SplitMix64, SplitMix64Streams
+from iotdr.simulator.virtual_fleet import WORLD_SALT, VirtualFleet
+from iotdr.simulator.virtual_rng import SplitMix64
 from iotdr.simulator.virtual_run import the_testbed_regions, virtual_settings
 from iotdr.simulator.virtual_world import TESTBED
 from iotdr.testbed.topology import REGIONS, TXT_DEFAULT
@@ -87,15 +87,15 @@ def test_another_seed_is_another_fleet() -> None:
     assert not set(first) & set(second)
 
 
-def test_packed_streams_draw_what_their_own_generators_draw() -> None:
-    streams = SplitMix64Streams(3)
-    seeds = [0, 12345, 2**64 - 1]
-    for i, seed in enumerate(seeds):
-        streams.seed(i, seed)
-    own = [SplitMix64(seed) for seed in seeds]
-    for _ in range(5):
-        for i in (2, 0, 1):
-            assert streams.random(i) == own[i].random()
+def test_each_device_draws_from_the_world_on_a_stream_of_its_own() -> None:
+    """Device i's world draws are SplitMix64 seeded from its core seed,
+    whatever order the engine works through devices in."""
+    sc = _scenario()
+    fleet = _virtual(sc)
+    own = [SplitMix64(device_draws(sc.seed, i)[0] ^ WORLD_SALT) for i in range(DEVICES)]
+    for _ in range(3):
+        for i in reversed(range(DEVICES)):
+            assert fleet.devices[i].draw() == own[i].random()
 
 
 def _textbook_splitmix64(seed: int, draws: int) -> list[int]:

@@ -1,5 +1,5 @@
 """The fleet queue: every device with work pending has a wake-up at its
-earliest entry, each device's own heap pops in (at, seq) order, and the
+earliest entry, each device's own entries pop in (at, seq) order, and the
 calendar of wake-ups pops exactly what one heap pops."""
 
 from __future__ import annotations
@@ -42,25 +42,27 @@ def test_a_device_with_work_has_a_wake_up_by_its_earliest_entry(
         queue.push(device, at, kind=1)
         if active >= 0:  # the runner pushes the active device's wake-up when it leaves it
             queue.active = -1
-            heap = queue.local[active]
-            if heap:
-                queue.wakes.push(heap[0][0], active)
+            earliest = queue.first(active)
+            if earliest is not None:
+                queue.wakes.push(earliest.at, active)
         queue.active = -1
     pending = set(_drain(queue.wakes))
-    for d, heap in enumerate(queue.local):
-        if heap:
-            assert (heap[0][0], d) in pending
+    for d in range(5):
+        earliest = queue.first(d)
+        if earliest is not None:
+            assert (earliest.at, d) in pending
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=3.0), max_size=50))
-def test_a_device_heap_pops_in_time_then_push_order(times: list[float]) -> None:
+def test_a_device_pops_in_time_then_push_order(times: list[float]) -> None:
     queue = FleetQueue(1)
     seqs = [queue.push(0, at, kind=2, a=i) for i, at in enumerate(times)]
-    popped = [heapq.heappop(queue.local[0]) for _ in times]
-    assert popped == sorted(popped)
+    popped = [queue.pop(0).key() for _ in times]
+    assert popped == sorted(popped)  # what a heap of (at, seq, ...) tuples pops
     assert [e[1] for e in popped] == [s for _, s in sorted(zip(times, seqs, strict=True))]
     assert len(queue) == 0
+    assert queue.first(0) is None
 
 
 def test_removing_an_entry_keeps_the_rest_in_order() -> None:
@@ -71,7 +73,7 @@ def test_removing_an_entry_keeps_the_rest_in_order() -> None:
     assert queue.remove(0, 1, 1)
     assert not queue.remove(0, 1, 9)  # not there: nothing happens
     assert not queue.remove(0, 2, 0)  # another kind
-    assert [heapq.heappop(queue.local[0])[0] for _ in range(3)] == [0.5, 2.0, 3.0]
+    assert [queue.pop(0).at for _ in range(3)] == [0.5, 2.0, 3.0]
 
 
 # An operation: push a wake-up `delay` after the last one popped (negative:
