@@ -99,14 +99,16 @@ class WakeQueue:
         heapq.heappush(self._keys, self._current_key)
         self._current, self._next = [], 0
 
-    def first(self) -> Wake | None:
-        """The next wake-up, left in place; None if there is none."""
+    def first(self) -> Wake:
+        """The next wake-up, left in place; `NO_WAKE` (device -1) if there
+        is none. (Not None: compiled, a plain tuple is returned as two C
+        values, an optional one as a new tuple object on every call.)"""
         current = self._current
         if self._next < len(current):
             return current[self._next]
         keys = self._keys
         if not keys:
-            return None
+            return NO_WAKE
         key = heapq.heappop(keys)
         bucket = self._buckets.pop(key)
         bucket.sort()
@@ -125,6 +127,7 @@ class WakeQueue:
         return self._size
 
 
+NO_WAKE: Final[Wake] = (math.inf, -1)
 _FAR_S: Final = 1e15  # beyond any run: one bucket for infinity and its like
 _FAR: Final = 2**62
 
@@ -134,14 +137,16 @@ class FleetQueue:
     calendar of wake-ups saying which device has the earliest work.
 
     A device's entries are kept latest first, so its earliest is last
-    (`first`, `pop`: no shifting); `wakes` holds `(at, device)` for each
-    device's earliest entry (and, harmlessly, stale ones a later push
-    overtook, which the runner skips). The fleet's runner
-    (`VirtualFleet._run`) pops a wake-up and works through that device's
-    entries for as long as order allows: every entry in global
-    `(at, device, seq)` order, or, grouped, a device's entries that touch
-    nothing shared one after another, so a million devices' cores are not
-    visited in turn for each event.
+    (`first`, `pop`: no shifting), behind `_END`, an entry due never that
+    stays at the front of every list: a list that emptied on every pop
+    would give its memory back and ask for it again at the next push.
+    `wakes` holds `(at, device)` for each device's earliest entry (and,
+    harmlessly, stale ones a later push overtook, which the runner skips).
+    The fleet's runner (`VirtualFleet._run`) pops a wake-up and works
+    through that device's entries for as long as order allows: every
+    entry in global `(at, device, seq)` order, or, grouped, a device's
+    entries that touch nothing shared one after another, so a million
+    devices' cores are not visited in turn for each event.
 
     While the runner works on a device (`active`), that device's own
     pushes need no wake-up, and its entries may be removed: the runner
@@ -151,7 +156,7 @@ class FleetQueue:
     __slots__ = ("_seq", "active", "local", "now", "popped", "visits", "wakes")
 
     def __init__(self, devices: int) -> None:
-        self.local: list[list[Entry]] = [[] for _ in range(devices)]
+        self.local: list[list[Entry]] = [[_END] for _ in range(devices)]
         self.wakes = WakeQueue()
         self._seq = 0
         self.active = -1
@@ -166,7 +171,7 @@ class FleetQueue:
         # Latest first: the new entry goes after every later one. It has the
         # highest seq, so it follows those due at the same time.
         i = len(entries)
-        while i > 0 and entries[i - 1].at <= at:
+        while i > 1 and entries[i - 1].at <= at:
             i -= 1
         entries.insert(i, Entry(at, self._seq, kind, a, b))
         if device != self.active and i == len(entries) - 1:
@@ -174,13 +179,15 @@ class FleetQueue:
         return self._seq
 
     def first(self, device: int) -> Entry | None:
-        """The device's earliest entry, left in place."""
+        """The device's earliest entry, left in place; None if it has none."""
         entries = self.local[device]
-        return entries[-1] if entries else None
+        return entries[-1] if len(entries) > 1 else None
 
     def pop(self, device: int) -> Entry:
-        """Takes the device's earliest entry."""
-        return self.local[device].pop()
+        """Takes the device's earliest entry (it must have one)."""
+        entries = self.local[device]
+        assert len(entries) > 1
+        return entries.pop()
 
     def remove(self, device: int, kind: int, a: int) -> bool:
         """Drops the active device's entry of `kind` with `a` (a re-armed or
@@ -188,7 +195,7 @@ class FleetQueue:
         it has none."""
         assert device == self.active  # its wake-up is pushed when the runner leaves it
         entries = self.local[device]
-        for i in range(len(entries)):
+        for i in range(1, len(entries)):
             entry = entries[i]
             if entry.kind == kind and entry.a == a:
                 del entries[i]
@@ -196,4 +203,7 @@ class FleetQueue:
         return False
 
     def __len__(self) -> int:
-        return sum(len(entries) for entries in self.local)
+        return sum(len(entries) - 1 for entries in self.local)
+
+
+_END: Final = Entry(math.inf, 0, -1, 0, 0)  # the front of every device's list

@@ -289,13 +289,13 @@ class VirtualFleet:
         """Everything due by `bound` (before `bound` if `before`)."""
         queue = self.queue
         wakes, local, grouped = queue.wakes, queue.local, self.grouped
-        while (wake := wakes.first()) is not None:
-            at, device = wake
-            if at > bound or (before and at >= bound):
+        while True:
+            at, device = wakes.first()
+            if device < 0 or at > bound or (before and at >= bound):
                 break
             wakes.pop()
             entries = local[device]  # latest first: the earliest is last
-            if not entries or entries[-1].at != at:
+            if len(entries) == 1 or entries[-1].at != at:  # [0]: FleetQueue's end mark
                 continue  # a stale wake-up: a later push overtook it
             queue.now = at
             queue.visits += 1
@@ -306,21 +306,21 @@ class VirtualFleet:
                 queue.popped += 1
                 if on_progress is not None and queue.popped % 200_000 == 0:
                     on_progress()
-                if not entries:
+                if len(entries) == 1:
                     break
                 entry = entries[-1]
                 t = entry.at
                 if t > bound or (before and t >= bound):
                     break
                 if not grouped or entry.kind >= SHARED:
-                    first = wakes.first()
-                    if first is not None and (
-                        t > first[0] or (t == first[0] and device > first[1])
+                    first_at, first_device = wakes.first()
+                    if first_device >= 0 and (
+                        t > first_at or (t == first_at and device > first_device)
                     ):
                         break  # another device's work comes first
                 entries.pop()
             queue.active = -1
-            if entries:
+            if len(entries) > 1:
                 wakes.push(entries[-1].at, device)
 
     def _dispatch(self, device: int, entry: Entry) -> None:

@@ -9,12 +9,12 @@ import heapq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotdr.simulator.virtual_clock import FleetQueue, Wake, WakeQueue
+from iotdr.simulator.virtual_clock import NO_WAKE, FleetQueue, Wake, WakeQueue
 
 
 def _drain(wakes: WakeQueue) -> list[Wake]:
     out = []
-    while (wake := wakes.first()) is not None:
+    while (wake := wakes.first())[1] >= 0:
         wakes.pop()
         out.append(wake)
     return out
@@ -109,6 +109,6 @@ def test_wake_ups_pop_in_the_order_of_one_heap(
             wakes.pop()
             now = heapq.heappop(heap)[0]
         else:
-            assert wakes.first() is None
+            assert wakes.first() == NO_WAKE
         assert len(wakes) == len(heap)
     assert _drain(wakes) == sorted(heap)
