@@ -48,7 +48,6 @@ capped backoff. Rules that hold in every state:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -113,10 +112,8 @@ class State(enum.Enum):
 # its path is dead (timeouts) or retrying soon cannot help (TLS, auth).
 _SKIP_CURRENT_FIRST = frozenset({FailureKind.TIMEOUT, FailureKind.TLS, FailureKind.AUTH})
 
-Handler = Callable[["Machine", Event], None]
-
 # The connection state table: (state, event type) -> handler name.
-TRANSITIONS: dict[tuple[State, type[Event]], str] = {
+TRANSITIONS: Final[dict[tuple[State, type[Event]], str]] = {
     (State.IDLE, Started): "_start",
     (State.RESOLVING, DnsAnswered): "_first_dns_answer",
     (State.RESOLVING, DnsFailed): "_first_dns_failure",
@@ -129,7 +126,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], str] = {
 }
 
 # Watchers that run whatever the state (except IDLE and STOPPED).
-ANY_STATE: dict[type[Event], str] = {
+ANY_STATE: Final[dict[type[Event], str]] = {
     DnsAnswered: "_dns_answer",
     DnsFailed: "_dns_failure",
     TimerFired: "_timer",
@@ -137,6 +134,25 @@ ANY_STATE: dict[type[Event], str] = {
     ConfigChanged: "_config_changed",
     StopRequested: "_stop",
 }
+
+
+def _rows() -> dict[State, dict[type[Event], str]]:
+    """The two tables above as one row per state, event type -> handler
+    name: the state's own transition, else the watcher (never in IDLE)."""
+    rows: dict[State, dict[type[Event], str]] = {}
+    for state in State:
+        row = rows[state] = {}
+        for event_type in {t for _, t in TRANSITIONS} | set(ANY_STATE):
+            name = TRANSITIONS.get((state, event_type))
+            if name is None and state is not State.IDLE:
+                name = ANY_STATE.get(event_type)
+            if name is not None:
+                row[event_type] = name
+    return rows
+
+
+# Final: compiled (mypyc), read as C statics, not looked up by name per event.
+ROWS: Final = _rows()
 
 
 @dataclass(slots=True)
@@ -247,6 +263,7 @@ class Machine:
         "_prober",
         "_rng",
         "_round",
+        "_row",
         "_since",
         "_topology",
         "settings",
@@ -258,6 +275,7 @@ class Machine:
         self._rng = rng
         self._topology = Topology.from_settings(settings)
         self.state = State.IDLE
+        self._row = ROWS[State.IDLE]  # the table's row for `state`
         self._out: list[Command] = []
         self._next_id = 0
         self._attempt: _Attempt | None = None  # in flight or established
@@ -283,9 +301,9 @@ class Machine:
             return []
         if self.state is State.IDLE and not isinstance(event, Started):
             raise MachineError(f"{type(event).__name__} before Started")
-        handler = _HANDLERS.get(type(event), _NO_HANDLERS).get(self.state)
-        if handler is not None:
-            handler(self, event)
+        name = self._row.get(type(event))
+        if name is not None:
+            self._call(name, event)
         out, self._out = self._out, []
         return out
 
@@ -306,6 +324,45 @@ class Machine:
             last_error=self._last_error,
         )
 
+    def _call(self, name: str, event: Event) -> None:
+        """Run the handler that the table names. Written out, most frequent
+        first, so that compiled code calls each method directly: a method
+        looked up in a table is a generic Python call, which cost more than
+        the commonest handlers themselves. `test_machine.py` checks that
+        every name in the tables calls the method of that name."""
+        if name == "_timer":
+            self._timer(event)
+        elif name == "_probe_completed":
+            self._probe_completed(event)
+        elif name == "_reconnect_timer":
+            self._reconnect_timer(event)
+        elif name == "_connected":
+            self._connected(event)
+        elif name == "_dns_answer":
+            self._dns_answer(event)
+        elif name == "_first_dns_answer":
+            self._first_dns_answer(event)
+        elif name == "_start":
+            self._start(event)
+        elif name == "_lost":
+            self._lost(event)
+        elif name == "_connect_failed":
+            self._connect_failed(event)
+        elif name == "_attempt_timer":
+            self._attempt_timer(event)
+        elif name == "_publish_failed":
+            self._publish_failed(event)
+        elif name == "_dns_failure":
+            self._dns_failure(event)
+        elif name == "_first_dns_failure":
+            self._first_dns_failure(event)
+        elif name == "_config_changed":
+            self._config_changed(event)
+        elif name == "_stop":
+            self._stop(event)
+        else:
+            raise AssertionError(f"no handler {name}")
+
     # ------------------------------------------------------------ helpers
 
     def _emit(self, *commands: Command) -> None:
@@ -317,6 +374,7 @@ class Machine:
     def _set_state(self, state: State, now: float) -> None:
         if state is not self.state:
             self.state = state
+            self._row = ROWS[state]
             self._since = now
 
     def _describe(self, endpoint: Endpoint) -> str:
@@ -383,10 +441,8 @@ class Machine:
         self._round.scheduled = None
         self._set_state(State.CONNECTING, now)
         deadline = now + self.settings.connection.attempt_timeout_s
-        self._emit(
-            Connect(attempt=self._next_id, endpoint=endpoint, why=why),
-            ArmTimer(timer=TimerName.ATTEMPT, at=deadline),
-        )
+        self._emit(Connect(attempt=self._next_id, endpoint=endpoint, why=why))
+        self._emit(ArmTimer(timer=TimerName.ATTEMPT, at=deadline))
 
     def _attempt_timer(self, event: Event) -> None:
         assert isinstance(event, TimerFired)
@@ -734,10 +790,8 @@ class Machine:
         if self.state is not State.CONNECTED or self._attempt is None:
             return
         self._heartbeat_seq += 1
-        self._emit(
-            PublishHeartbeat(attempt=self._attempt.id, sequence=self._heartbeat_seq),
-            ArmTimer(timer=TimerName.HEARTBEAT, at=now + self.settings.heartbeat.interval_s),
-        )
+        self._emit(PublishHeartbeat(attempt=self._attempt.id, sequence=self._heartbeat_seq))
+        self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=now + self.settings.heartbeat.interval_s))
 
     # ----------------------------------------------------------- failback
 
@@ -879,22 +933,3 @@ class Machine:
         self._set_state(State.STOPPED, event.now)
         # The daemon logs "stopped" once its teardown is done.
         self._report(Level.INFO, "stop requested: closing the connection")
-
-
-def _handlers() -> dict[type[Event], dict[State, Handler]]:
-    """The two tables above as one lookup, event type -> state -> method:
-    the state's own transition, else the watcher (never in IDLE)."""
-    table: dict[type[Event], dict[State, Handler]] = {}
-    for state in State:
-        for event_type in {t for _, t in TRANSITIONS} | set(ANY_STATE):
-            name = TRANSITIONS.get((state, event_type))
-            if name is None and state is not State.IDLE:
-                name = ANY_STATE.get(event_type)
-            if name is not None:
-                table.setdefault(event_type, {})[state] = getattr(Machine, name)
-    return table
-
-
-# Final: compiled (mypyc), read as C statics, not looked up by name per event.
-_HANDLERS: Final = _handlers()
-_NO_HANDLERS: Final[dict[State, Handler]] = {}
