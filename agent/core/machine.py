@@ -365,8 +365,9 @@ class Machine:
 
     # ------------------------------------------------------------ helpers
 
-    def _emit(self, *commands: Command) -> None:
-        self._out.extend(commands)
+    def _emit(self, command: Command) -> None:
+        # One at a time: compiled, a *args call packs a tuple to extend by.
+        self._out.append(command)
 
     def _report(self, level: Level, message: str) -> None:
         self._emit(Report(level=level, message=message))
