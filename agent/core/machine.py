@@ -51,7 +51,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from iotdr.agent.core.backoff import Rng, backoff_delay
+from iotdr.agent.core.backoff import CoreRng, Rng, backoff_delay, core_rng
 from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
@@ -272,7 +272,7 @@ class Machine:
 
     def __init__(self, settings: Settings, rng: Rng, *, history: History | None = None) -> None:
         self.settings = settings
-        self._rng = rng
+        self._rng: CoreRng = core_rng(rng)
         self._topology = Topology.from_settings(settings)
         self.state = State.IDLE
         self._row = ROWS[State.IDLE]  # the table's row for `state`
