@@ -13,7 +13,7 @@ import enum
 import fnmatch
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iotdr.agent.core.errors import TxtError
 
@@ -28,10 +28,15 @@ class Role(enum.Enum):
 class Endpoint:
     host: str
     port: int = 8883
+    # The hash, worked out once: the virtual engine looks an endpoint up
+    # in a dict on most events, and hashing a fresh (host, port) tuple each
+    # time cost more than the lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or not 0 < self.port < 65536:
             raise ValueError(f"bad endpoint {self.host!r}:{self.port}")
+        object.__setattr__(self, "_hash", hash((self.host, self.port)))
 
     @property
     def region(self) -> str | None:
@@ -41,16 +46,24 @@ class Endpoint:
     # so that mypyc compiles them: every device's core compares endpoints
     # on most events (see events.py on what the generated ones cost).
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, Endpoint)
         return self.host == other.host and self.port == other.port
 
     def __hash__(self) -> int:
-        return hash((self.host, self.port))
+        return self._hash
+
+    def __reduce__(self) -> tuple[object, tuple[str, int]]:
+        # Rebuilt from its fields: a string's hash differs between processes.
+        return _endpoint, (self.host, self.port)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _endpoint(host: str, port: int) -> Endpoint:
+    return Endpoint(host=host, port=port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
