@@ -48,7 +48,7 @@ capped backoff. Rules that hold in every state:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Final
 
 from iotdr.agent.core.backoff import CoreRng, Rng, backoff_delay, core_rng
@@ -155,7 +155,12 @@ def _rows() -> dict[State, dict[type[Event], str]]:
 ROWS: Final = _rows()
 
 
-@dataclass(slots=True)
+# The classes below write their `__init__` out, as events do, so that mypyc
+# compiles it: a generated one stays interpreted, and every device builds
+# these (events.py says what that costs; test_written_inits.py checks them).
+
+
+@dataclass(slots=True, kw_only=True, init=False)
 class DnsView:
     """What the agent last learnt from DNS, for status and decisions."""
 
@@ -165,6 +170,23 @@ class DnsView:
     answered_at: float | None = None
     rejected: int = 0
     failures: int = 0
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        ttl: float | None = None,
+        txt: str | None = None,
+        answered_at: float | None = None,
+        rejected: int = 0,
+        failures: int = 0,
+    ) -> None:
+        self.target = target
+        self.ttl = ttl
+        self.txt = txt
+        self.answered_at = answered_at
+        self.rejected = rejected
+        self.failures = failures
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,42 +210,68 @@ class Snapshot:
         return self.state is State.CONNECTED
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Prober:
     """Failback probing state."""
 
-    active: bool = False
-    pending_id: int | None = None
-    healthy_since: float | None = None
-    window_s: float = 0.0
-    last_failback_at: float | None = None
-    spread_s: float = 0.0  # this device's share of the fleet's failback spread
+    active: bool
+    pending_id: int | None
+    healthy_since: float | None
+    window_s: float
+    last_failback_at: float | None
+    spread_s: float  # this device's share of the fleet's failback spread
+
+    def __init__(self, window_s: float) -> None:
+        self.active = False
+        self.pending_id = None
+        self.healthy_since = None
+        self.window_s = window_s
+        self.last_failback_at = None
+        self.spread_s = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _DnsMoves:
     """Damping of CNAME moves (the DNS counterpart of `_Prober`)."""
 
-    hold_s: float = 0.0
-    last_change_at: float | None = None  # when DNS last named a new target
-    last_move_at: float | None = None  # when the agent last followed one
-    check_id: int | None = None  # probe of the new target before leaving
-    check_target: Endpoint | None = None
-    spread_until: float | None = None  # this device's share of the fleet's move spread
+    hold_s: float
+    last_change_at: float | None  # when DNS last named a new target
+    last_move_at: float | None  # when the agent last followed one
+    check_id: int | None  # probe of the new target before leaving
+    check_target: Endpoint | None
+    spread_until: float | None  # this device's share of the fleet's move spread
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.last_change_at = None
+        self.last_move_at = None
+        self.check_id = None
+        self.check_target = None
+        self.spread_until = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Attempt:
     id: int
     endpoint: Endpoint
     why: Why
 
+    def __init__(self, id: int, endpoint: Endpoint, why: Why) -> None:
+        self.id = id
+        self.endpoint = endpoint
+        self.why = why
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class _Counters:
-    failovers: int = 0
-    failbacks: int = 0
-    last_failover_s: float | None = None
+    failovers: int
+    failbacks: int
+    last_failover_s: float | None
+
+    def __init__(self, failovers: int, failbacks: int, last_failover_s: float | None) -> None:
+        self.failovers = failovers
+        self.failbacks = failbacks
+        self.last_failover_s = last_failover_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,14 +284,23 @@ class History:
     last_failover_s: float | None = None
 
 
-@dataclass(slots=True)
+_NO_HISTORY: Final = History()
+
+
+@dataclass(slots=True, init=False)
 class _Round:
     """Endpoints still to try before backing off, and what is scheduled next."""
 
-    remaining: list[Endpoint] = field(default_factory=list)
-    failed_rounds: int = 0
-    scheduled: _Attempt | None = None  # next attempt once the RECONNECT timer fires
-    jitr_tries: dict[Endpoint, int] = field(default_factory=dict)
+    remaining: list[Endpoint]
+    failed_rounds: int
+    scheduled: _Attempt | None  # next attempt once the RECONNECT timer fires
+    jitr_tries: dict[Endpoint, int]
+
+    def __init__(self) -> None:
+        self.remaining = []
+        self.failed_rounds = 0
+        self.scheduled = None
+        self.jitr_tries = {}
 
 
 class Machine:
@@ -288,7 +345,7 @@ class Machine:
         self._prober = _Prober(window_s=settings.failback.stability_window_s)
         self._dns_moves = _DnsMoves(hold_s=settings.dns.move_hold_s)
         self._dns = DnsView()
-        past = history or History()
+        past = history or _NO_HISTORY
         self._counters = _Counters(past.failovers, past.failbacks, past.last_failover_s)
         self._heartbeat_seq = 0
         self._last_error: str | None = None

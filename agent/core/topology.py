@@ -27,12 +27,26 @@ def _endpoint(settings: EndpointSettings | None) -> Endpoint | None:
     return None if settings is None else endpoint_at(settings.host, settings.port)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Topology:
     primary: Endpoint | None
     secondary: Endpoint | None
     dns_target: Endpoint | None = None
     roles: RegionRoles | None = None
+
+    # Written out so that mypyc compiles it (events.py says why).
+    def __init__(
+        self,
+        *,
+        primary: Endpoint | None,
+        secondary: Endpoint | None,
+        dns_target: Endpoint | None = None,
+        roles: RegionRoles | None = None,
+    ) -> None:
+        object.__setattr__(self, "primary", primary)
+        object.__setattr__(self, "secondary", secondary)
+        object.__setattr__(self, "dns_target", dns_target)
+        object.__setattr__(self, "roles", roles)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:

@@ -9,7 +9,7 @@ from dataclasses import MISSING, FrozenInstanceError, fields
 
 import pytest
 
-from iotdr.agent.core import commands, events
+from iotdr.agent.core import commands, events, machine, topology
 
 CLASSES = [
     cls
@@ -44,3 +44,39 @@ def test_init_takes_the_fields_and_sets_them(cls: type) -> None:
     assert all(getattr(instance, name) is value for name, value in values.items())
     with pytest.raises(FrozenInstanceError):
         setattr(instance, declared[0].name, None)
+
+
+# The core's own state, which every device builds: the same rule. Some
+# take only what varies and start the rest as the dataclass would.
+STATE = [machine.DnsView, topology.Topology]
+STATE_FROM_ARGS = {
+    machine._Prober: {"window_s": 3.0},
+    machine._DnsMoves: {"hold_s": 3.0},
+    machine._Attempt: {"id": 1, "endpoint": object(), "why": object()},
+    machine._Counters: {"failovers": 1, "failbacks": 2, "last_failover_s": 3.0},
+    machine._Round: {},
+}
+
+
+@pytest.mark.parametrize("cls", STATE, ids=lambda cls: cls.__name__)
+def test_state_init_takes_the_fields_with_their_defaults(cls: type) -> None:
+    declared = fields(cls)
+    parameters = list(inspect.signature(vars(cls)["__init__"]).parameters.values())[1:]
+    assert [p.name for p in parameters] == [f.name for f in declared]
+    for parameter, field in zip(parameters, declared, strict=True):
+        default = inspect.Parameter.empty if field.default is MISSING else field.default
+        assert parameter.default == default, field.name
+    values = {f.name: object() for f in declared}
+    instance = cls(**values)
+    assert all(getattr(instance, name) is value for name, value in values.items())
+
+
+@pytest.mark.parametrize("cls", list(STATE_FROM_ARGS), ids=lambda cls: cls.__name__)
+def test_state_init_sets_every_field(cls: type) -> None:
+    given = STATE_FROM_ARGS[cls]
+    instance = cls(**given)
+    for field in fields(cls):
+        value = getattr(instance, field.name)  # unset would raise AttributeError
+        if field.name in given:
+            assert value is given[field.name]
+    assert repr(instance) == repr(cls(**given))  # each starts the same, fresh
