@@ -49,7 +49,7 @@ def test_init_takes_the_fields_and_sets_them(cls: type) -> None:
 # The core's own state, which every device builds: the same rule. Some
 # take only what varies and start the rest as the dataclass would.
 STATE = [machine.DnsView, topology.Topology]
-STATE_FROM_ARGS = {
+STATE_FROM_ARGS: dict[type, dict[str, object]] = {
     machine._Prober: {"window_s": 3.0},
     machine._DnsMoves: {"hold_s": 3.0},
     machine._Attempt: {"id": 1, "endpoint": object(), "why": object()},
