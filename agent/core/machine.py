@@ -91,6 +91,7 @@ from iotdr.agent.core.events import (
 )
 from iotdr.agent.core.failures import FailureKind
 from iotdr.agent.core.settings import Settings
+from iotdr.agent.core.text import Text
 from iotdr.agent.core.topology import Topology
 
 
@@ -303,6 +304,30 @@ class _Round:
         self.jitr_tries = {}
 
 
+class _Described:
+    """An endpoint as reports name it, "host:port (region R, role)", put
+    together when read (`text.py`). The topology is the one of the moment:
+    a Topology never changes, the machine replaces it."""
+
+    __slots__ = ("endpoint", "topology")
+
+    def __init__(self, endpoint: Endpoint, topology: Topology) -> None:
+        self.endpoint = endpoint
+        self.topology = topology
+
+    def __str__(self) -> str:
+        endpoint = self.endpoint
+        region = endpoint.region or "?"
+        return f"{endpoint} (region {region}, {self.topology.role_of(endpoint).value})"
+
+
+def _connection_error(
+    event: ConnectFailed | ConnectionLost | PublishFailed, endpoint: Endpoint
+) -> Text:
+    """The last error of a failed attempt or a lost connection, for status."""
+    return Text("{.value}: {}: {}", event.failure, endpoint, event.detail, strip=": ")
+
+
 class Machine:
     # A simulated fleet holds a million of these: no per-instance dict.
     __slots__ = (
@@ -348,7 +373,7 @@ class Machine:
         past = history or _NO_HISTORY
         self._counters = _Counters(past.failovers, past.failbacks, past.last_failover_s)
         self._heartbeat_seq = 0
-        self._last_error: str | None = None
+        self._last_error: Text | None = None
 
     # ----------------------------------------------------------------- API
 
@@ -378,7 +403,7 @@ class Machine:
             last_failover_s=self._counters.last_failover_s,
             stability_window_s=self._prober.window_s,
             dns=replace(self._dns),
-            last_error=self._last_error,
+            last_error=None if self._last_error is None else str(self._last_error),
         )
 
     def _call(self, name: str, event: Event) -> None:
@@ -426,8 +451,8 @@ class Machine:
         # One at a time: compiled, a *args call packs a tuple to extend by.
         self._out.append(command)
 
-    def _report(self, level: Level, message: str) -> None:
-        self._emit(Report(level=level, message=message))
+    def _report(self, level: Level, text: Text) -> None:
+        self._emit(Report(level=level, text=text))
 
     def _set_state(self, state: State, now: float) -> None:
         if state is not self.state:
@@ -435,9 +460,8 @@ class Machine:
             self._row = ROWS[state]
             self._since = now
 
-    def _describe(self, endpoint: Endpoint) -> str:
-        region = endpoint.region or "?"
-        return f"{endpoint} (region {region}, {self._topology.role_of(endpoint).value})"
+    def _describe(self, endpoint: Endpoint) -> _Described:
+        return _Described(endpoint, self._topology)
 
     def _spread(self) -> float:
         return self._rng.uniform(0.0, self.settings.connection.connect_spread_s)
@@ -478,7 +502,11 @@ class Machine:
         self._round.remaining = candidates[1:]
         self._report(
             Level.WARNING,
-            f"no endpoint reachable (round {self._round.failed_rounds}); retrying in {delay:.1f} s",
+            Text(
+                "no endpoint reachable (round {}); retrying in {:.1f} s",
+                self._round.failed_rounds,
+                delay,
+            ),
         )
         self._schedule(now, _Attempt(id=0, endpoint=candidates[0], why=Why.RECONNECT), now + delay)
 
@@ -576,11 +604,14 @@ class Machine:
             self._counters.last_failover_s = took
         self._last_connected = attempt.endpoint
         self._interrupted_at = None
-        timing = f" in {took * 1000:.0f} ms" if took is not None else ""
-        self._report(
-            Level.INFO,
-            f"connected to {self._describe(attempt.endpoint)} ({attempt.why.value}){timing}",
-        )
+        described = self._describe(attempt.endpoint)
+        if took is None:
+            text = Text("connected to {} ({.value})", described, attempt.why)
+        else:
+            text = Text(
+                "connected to {} ({.value}) in {:.0f} ms", described, attempt.why, took * 1000
+            )
+        self._report(Level.INFO, text)
         if self.settings.heartbeat.topic:
             self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=now))
         self._update_prober(now)
@@ -594,7 +625,7 @@ class Machine:
         self._emit(CancelTimer(timer=TimerName.ATTEMPT))
         if not event.failure.proves_no_connect_sent:
             self._connect_sent_by = now
-        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._last_error = _connection_error(event, attempt.endpoint)
         self._note_failed_failback(now)
         # A failback goes to a region that knew us before the outage, so a
         # hang-up there is the region dying mid-handshake, not JITR: return.
@@ -606,8 +637,13 @@ class Machine:
             return
         self._report(
             Level.WARNING,
-            f"connect to {self._describe(attempt.endpoint)} failed: "
-            f"{event.failure.value} {event.detail}".rstrip(),
+            Text(
+                "connect to {} failed: {.value} {}",
+                self._describe(attempt.endpoint),
+                event.failure,
+                event.detail,
+                strip=None,
+            ),
         )
         self._try_next(now, Why.FAILOVER)
 
@@ -620,8 +656,12 @@ class Machine:
         self._round.jitr_tries[attempt.endpoint] = tries + 1
         self._report(
             Level.INFO,
-            f"{self._describe(attempt.endpoint)} hung up after TLS "
-            f"(just-in-time registration); retry {tries + 1} in {delays[tries]:.1f} s",
+            Text(
+                "{} hung up after TLS (just-in-time registration); retry {} in {:.1f} s",
+                self._describe(attempt.endpoint),
+                tries + 1,
+                delays[tries],
+            ),
         )
         retry = _Attempt(id=0, endpoint=attempt.endpoint, why=Why.JITR_RETRY)
         earliest = now + delays[tries]
@@ -639,11 +679,16 @@ class Machine:
             return
         now = event.now
         self._interrupted_at = now
-        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._last_error = _connection_error(event, attempt.endpoint)
         self._report(
             Level.WARNING,
-            f"lost {self._describe(attempt.endpoint)}: "
-            f"{event.failure.value} {event.detail}".rstrip(),
+            Text(
+                "lost {}: {.value} {}",
+                self._describe(attempt.endpoint),
+                event.failure,
+                event.detail,
+                strip=None,
+            ),
         )
         self._note_failed_failback(now)
         self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
@@ -660,7 +705,7 @@ class Machine:
         if self._attempt is None or event.attempt != self._attempt.id:
             return
         if event.failure is not FailureKind.TIMEOUT:
-            self._report(Level.WARNING, f"publish failed: {event.detail}")
+            self._report(Level.WARNING, Text("publish failed: {}", event.detail))
             return
         # The connection may still look open to the client: close it first.
         self._emit(Disconnect(attempt=event.attempt))
@@ -692,17 +737,20 @@ class Machine:
         self._resolve_at(now + self._ttl_delay(event.ttl))
         if not host_allowed(event.target, self.settings.dns.allowlist):
             dns.rejected += 1
-            self._last_error = f"dns: {event.target} is outside the endpoint allowlist"
+            self._last_error = Text("dns: {} is outside the endpoint allowlist", event.target)
             self._report(
                 Level.ERROR,
-                f"refused DNS answer {event.target}: not in the "
-                f"allowlist {list(self.settings.dns.allowlist)}; staying put",
+                Text(
+                    "refused DNS answer {}: not in the allowlist {}; staying put",
+                    event.target,
+                    list(self.settings.dns.allowlist),
+                ),
             )
             return
         roles = self._parse_txt(event.txt, event.target)
         if roles is None and event.txt is not None:
             dns.rejected += 1  # the CNAME still counts; the roles stay as they were
-        elif self._last_error is not None and self._last_error.startswith("dns:"):
+        elif self._last_error is not None and str(self._last_error).startswith("dns:"):
             self._last_error = None  # a good answer: an old DNS error is history
         previous = self._topology.preferred
         dns.target, dns.ttl, dns.txt, dns.answered_at = event.target, event.ttl, event.txt, now
@@ -712,7 +760,7 @@ class Machine:
             self._update_prober(now)
             return
         self._note_dns_change(now)
-        self._report(Level.INFO, f"DNS moved {self.settings.dns.name} to {preferred}")
+        self._report(Level.INFO, Text("DNS moved {} to {}", self.settings.dns.name, preferred))
         self._consider_dns_move(now)
 
     def _note_dns_change(self, now: float) -> None:
@@ -723,8 +771,11 @@ class Machine:
             moves.hold_s = min(moves.hold_s * 2, dns.max_move_hold_s)
             self._report(
                 Level.WARNING,
-                f"{dns.name} keeps changing; following DNS moves at most every "
-                f"{moves.hold_s:.0f} s",
+                Text(
+                    "{} keeps changing; following DNS moves at most every {:.0f} s",
+                    dns.name,
+                    moves.hold_s,
+                ),
             )
         elif moves.last_change_at is not None:
             moves.hold_s = dns.move_hold_s
@@ -781,10 +832,15 @@ class Machine:
             return
         moves.spread_until = None  # the failback prober takes it from here
         detail = f"{event.failure.value if event.failure else 'failed'} {event.detail}".rstrip()
-        self._last_error = f"dns: {event.endpoint} does not answer: {detail}"
+        self._last_error = Text("dns: {} does not answer: {}", event.endpoint, detail)
         self._report(
             Level.WARNING,
-            f"DNS names {event.endpoint} but it does not answer ({detail}); staying on {current}",
+            Text(
+                "DNS names {} but it does not answer ({}); staying on {}",
+                event.endpoint,
+                detail,
+                current,
+            ),
         )
         self._update_prober(now)  # probes it on failback's schedule from now on
 
@@ -802,8 +858,8 @@ class Machine:
             if problem:
                 raise TxtError(problem)
         except TxtError as exc:
-            self._last_error = f"dns: TXT {self.settings.dns.txt_record}: {exc}"
-            self._report(Level.WARNING, f"ignoring TXT record: {exc}")
+            self._last_error = Text("dns: TXT {}: {}", self.settings.dns.txt_record, str(exc))
+            self._report(Level.WARNING, Text("ignoring TXT record: {}", str(exc)))
             return None
         return roles
 
@@ -822,10 +878,10 @@ class Machine:
     def _dns_failure(self, event: Event) -> None:
         assert isinstance(event, DnsFailed)
         self._dns.failures += 1
-        self._last_error = f"dns: {event.failure.value} {event.detail}".rstrip()
+        self._last_error = Text("dns: {.value} {}", event.failure, event.detail, strip=None)
         self._report(
             Level.WARNING,
-            f"DNS lookup failed ({event.failure.value}); keeping the current endpoint",
+            Text("DNS lookup failed ({.value}); keeping the current endpoint", event.failure),
         )
         self._resolve_at(event.now + self.settings.dns.retry_s)
 
@@ -912,8 +968,11 @@ class Machine:
             prober.spread_s = self._spread()
             self._report(
                 Level.INFO,
-                f"{self._describe(preferred)} answers probes; failing "
-                f"back after {prober.window_s:.0f} s of health",
+                Text(
+                    "{} answers probes; failing back after {:.0f} s of health",
+                    self._describe(preferred),
+                    prober.window_s,
+                ),
             )
         deadline = prober.healthy_since + prober.window_s + prober.spread_s
         if now >= deadline:
@@ -927,7 +986,7 @@ class Machine:
     def _failback(self, now: float, preferred: Endpoint) -> None:
         self._counters.failbacks += 1
         self._prober.last_failback_at = now
-        self._report(Level.INFO, f"failing back to {self._describe(preferred)}")
+        self._report(Level.INFO, Text("failing back to {}", self._describe(preferred)))
         self._move(now, preferred, Why.FAILBACK)
 
     def _note_failed_failback(self, now: float) -> None:
@@ -940,7 +999,7 @@ class Machine:
             prober.window_s = min(prober.window_s * 2, failback.max_stability_window_s)
             self._report(
                 Level.WARNING,
-                f"failback did not hold; stability window now {prober.window_s:.0f} s",
+                Text("failback did not hold; stability window now {:.0f} s", prober.window_s),
             )
         else:
             prober.window_s = failback.stability_window_s
@@ -960,7 +1019,7 @@ class Machine:
         self._topology = topology
         if self._prober.last_failback_at is None:
             self._prober.window_s = new.failback.stability_window_s
-        self._report(Level.INFO, "configuration reloaded")
+        self._report(Level.INFO, Text("configuration reloaded"))
         if new.dns.name:
             self._resolve_at(event.now)
         else:
@@ -990,4 +1049,4 @@ class Machine:
         self._prober.active = False
         self._set_state(State.STOPPED, event.now)
         # The daemon logs "stopped" once its teardown is done.
-        self._report(Level.INFO, "stop requested: closing the connection")
+        self._report(Level.INFO, Text("stop requested: closing the connection"))
