@@ -947,16 +947,21 @@ class Machine:
 
     def _probe_completed(self, event: Event) -> None:
         assert isinstance(event, ProbeCompleted)
-        if event.probe_id == self._dns_moves.check_id:
+        # The optionals are tested for None first, here and below: compiled,
+        # an int or an Endpoint compared with an optional one is a generic
+        # comparison, with them both known it is a native one.
+        check_id = self._dns_moves.check_id
+        if check_id is not None and event.probe_id == check_id:
             self._dns_target_checked(event)
             return
         prober, failback = self._prober, self.settings.failback
-        if not prober.active or event.probe_id != prober.pending_id:
+        pending_id = prober.pending_id
+        if not prober.active or pending_id is None or event.probe_id != pending_id:
             return
         prober.pending_id = None
         now = event.now
         preferred = self._topology.preferred
-        if event.endpoint != preferred or not event.healthy:
+        if preferred is None or event.endpoint != preferred or not event.healthy:
             prober.healthy_since = None
             self._emit(ArmTimer(timer=TimerName.PROBE, at=now + failback.probe_interval_s))
             return
