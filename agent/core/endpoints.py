@@ -73,6 +73,17 @@ class RegionRoles:
     primary: str
     secondary: str
 
+    # Written out so that mypyc compiles them, as Endpoint's: the core's
+    # shared topologies are looked up by roles on every DNS answer.
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, RegionRoles)
+        return self.primary == other.primary and self.secondary == other.secondary
+
+    def __hash__(self) -> int:
+        return hash((self.primary, self.secondary))
+
     def role_of(self, region: str | None) -> Role:
         if region == self.primary:
             return Role.PRIMARY
@@ -86,10 +97,10 @@ class RegionRoles:
 # answer, its two endpoints), so they share one value each instead of a
 # million copies, and each is worked out once (a core asks an endpoint's
 # region on most events); the daemon's bounded cache holds a handful.
-_SHARED_VALUES = 256
+SHARED_VALUES = 256
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def region_of(host: str) -> str | None:
     """The third label of an IoT endpoint host name, or None if it has fewer."""
     labels = host.rstrip(".").split(".")
@@ -100,19 +111,20 @@ def normalise_host(host: str) -> str:
     return host.rstrip(".").lower()
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def endpoint_at(host: str, port: int) -> Endpoint:
     """The endpoint for a host name as configured or as DNS names it."""
     return Endpoint(host=normalise_host(host), port=port)
 
 
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
     """True if the host matches one of the shell-style patterns (case-insensitive)."""
     name = normalise_host(host)
     return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in allowlist)
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def parse_region_roles(text: str) -> RegionRoles:
     """Parse the TXT record text; raise TxtError if it is not the expected JSON."""
     try:
@@ -129,7 +141,7 @@ def parse_region_roles(text: str) -> RegionRoles:
     return RegionRoles(primary=primary, secondary=secondary)
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def with_region(endpoint: Endpoint, region: str) -> Endpoint:
     """The same account endpoint in another region (AWS IoT endpoints differ
     only in the region label)."""

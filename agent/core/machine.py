@@ -48,6 +48,7 @@ capped backoff. Rules that hold in every state:
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -66,6 +67,7 @@ from iotdr.agent.core.commands import (
     Why,
 )
 from iotdr.agent.core.endpoints import (
+    SHARED_VALUES,
     Endpoint,
     RegionRoles,
     Role,
@@ -302,6 +304,23 @@ class _Round:
         self.failed_rounds = 0
         self.scheduled = None
         self.jitr_tries = {}
+
+
+# A fleet's devices hear the same answers: worked out once for them all.
+@functools.lru_cache(maxsize=SHARED_VALUES)
+def unknown_regions(
+    roles: RegionRoles, target: str, primary: Endpoint | None, secondary: Endpoint | None
+) -> str | None:
+    """Roles must name the CNAME target's region, and only regions the
+    configuration (`primary`, `secondary`) knows when it names both."""
+    named = {roles.primary, roles.secondary}
+    region = region_of(target)
+    if region is not None and region not in named:
+        return f"names {sorted(named)}, not the CNAME target's region {region}"
+    known = {e.region for e in (primary, secondary) if e}
+    if None not in known and len(known) == 2 and not named <= known | {region}:
+        return f"names {sorted(named - known)}, which no configured endpoint is in"
+    return None
 
 
 class _Described:
@@ -854,7 +873,8 @@ class Machine:
             return None
         try:
             roles = parse_region_roles(txt)
-            problem = self._unknown_regions(roles, target)
+            topology = self._topology
+            problem = unknown_regions(roles, target, topology.primary, topology.secondary)
             if problem:
                 raise TxtError(problem)
         except TxtError as exc:
@@ -862,18 +882,6 @@ class Machine:
             self._report(Level.WARNING, Text("ignoring TXT record: {}", str(exc)))
             return None
         return roles
-
-    def _unknown_regions(self, roles: RegionRoles, target: str) -> str | None:
-        """Roles must name the CNAME target's region, and only regions the
-        configuration knows when it names both."""
-        named = {roles.primary, roles.secondary}
-        region = region_of(target)
-        if region is not None and region not in named:
-            return f"names {sorted(named)}, not the CNAME target's region {region}"
-        known = {e.region for e in (self._topology.primary, self._topology.secondary) if e}
-        if None not in known and len(known) == 2 and not named <= known | {region}:
-            return f"names {sorted(named - known)}, which no configured endpoint is in"
-        return None
 
     def _dns_failure(self, event: Event) -> None:
         assert isinstance(event, DnsFailed)

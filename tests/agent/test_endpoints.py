@@ -5,7 +5,10 @@ from __future__ import annotations
 import pickle
 from dataclasses import replace
 
-from iotdr.agent.core.endpoints import Endpoint, endpoint_at
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iotdr.agent.core.endpoints import Endpoint, endpoint_at, host_allowed
 
 HOST = "abc-ats.iot.region-a.example.com"
 
@@ -30,3 +33,15 @@ def test_a_pickled_endpoint_hashes_anew() -> None:
     assert endpoint.__reduce__()[1] == (HOST, 8883)
     copy = pickle.loads(pickle.dumps(endpoint))
     assert copy == endpoint and hash(copy) == hash(endpoint)
+
+
+@given(
+    st.sampled_from([HOST, HOST.upper() + ".", "abc-ats.iot.region-x.evil.test", "x"]),
+    st.lists(st.sampled_from(["*.iot.*.example.com", "ABC-*", "*.test", "x"]), max_size=3),
+)
+def test_a_remembered_allowlist_answer_is_the_one_worked_out(
+    host: str, allowlist: list[str]
+) -> None:
+    patterns = tuple(allowlist)
+    assert host_allowed(host, patterns) == host_allowed.__wrapped__(host, patterns)
+    assert host_allowed(host, patterns) == host_allowed(host, patterns)
