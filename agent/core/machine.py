@@ -297,13 +297,15 @@ class _Round:
     remaining: list[Endpoint]
     failed_rounds: int
     scheduled: _Attempt | None  # next attempt once the RECONNECT timer fires
-    jitr_tries: dict[Endpoint, int]
+    # Made on the first JITR retry: most rounds have none, and an empty
+    # dict per device is 64 MB in a fleet of a million.
+    jitr_tries: dict[Endpoint, int] | None
 
     def __init__(self) -> None:
         self.remaining = []
         self.failed_rounds = 0
         self.scheduled = None
-        self.jitr_tries = {}
+        self.jitr_tries = None
 
 
 # A fleet's devices hear the same answers: worked out once for them all.
@@ -377,7 +379,7 @@ class Machine:
         self._topology = Topology.from_settings(settings)
         self.state = State.IDLE
         self._row = ROWS[State.IDLE]  # the table's row for `state`
-        self._out: list[Command] = []
+        self._out: list[Command] | None = None  # while handling an event
         self._next_id = 0
         self._attempt: _Attempt | None = None  # in flight or established
         self._last_connected: Endpoint | None = None
@@ -403,9 +405,14 @@ class Machine:
         if self.state is State.IDLE and not isinstance(event, Started):
             raise MachineError(f"{type(event).__name__} before Started")
         name = self._row.get(type(event))
-        if name is not None:
-            self._call(name, event)
-        out, self._out = self._out, []
+        if name is None:
+            return []
+        # A list for this event's commands only, none kept in between:
+        # a simulated fleet's million machines would each hold one.
+        out: list[Command] = []
+        self._out = out
+        self._call(name, event)
+        self._out = None
         return out
 
     def snapshot(self) -> Snapshot:
@@ -468,7 +475,9 @@ class Machine:
 
     def _emit(self, command: Command) -> None:
         # One at a time: compiled, a *args call packs a tuple to extend by.
-        self._out.append(command)
+        out = self._out
+        assert out is not None, "commands are emitted only while an event is handled"
+        out.append(command)
 
     def _report(self, level: Level, text: Text) -> None:
         self._emit(Report(level=level, text=text))
@@ -512,7 +521,7 @@ class Machine:
             self._connect(now, endpoint, why)
             return
         self._round.failed_rounds += 1
-        self._round.jitr_tries.clear()
+        self._round.jitr_tries = None
         delay = backoff_delay(self.settings.backoff, self._round.failed_rounds, self._rng)
         candidates = self._topology.candidates()
         if not candidates:
@@ -669,10 +678,13 @@ class Machine:
     def _retry_jitr(self, now: float, attempt: _Attempt) -> bool:
         """Stay with an endpoint whose JITR is activating our certificate."""
         delays = self.settings.jitr.retry_delays_s
-        tries = self._round.jitr_tries.get(attempt.endpoint, 0)
+        jitr_tries = self._round.jitr_tries
+        if jitr_tries is None:
+            jitr_tries = self._round.jitr_tries = {}
+        tries = jitr_tries.get(attempt.endpoint, 0)
         if tries >= len(delays):
             return False
-        self._round.jitr_tries[attempt.endpoint] = tries + 1
+        jitr_tries[attempt.endpoint] = tries + 1
         self._report(
             Level.INFO,
             Text(
