@@ -5,12 +5,14 @@ and set every one of them."""
 from __future__ import annotations
 
 import inspect
-from dataclasses import MISSING, FrozenInstanceError, fields
+from dataclasses import MISSING, FrozenInstanceError, fields, replace
 
 import pytest
 
 from iotdr.agent.core import commands, events, machine, topology
 from iotdr.agent.core.endpoints import Endpoint, RegionRoles
+from iotdr.agent.core.settings import Settings, TlsSettings
+from tests.agent.world import make_settings
 
 CLASSES = [
     cls
@@ -90,3 +92,36 @@ def test_state_init_sets_every_field(cls: type) -> None:
         if field.name in given:
             assert value is given[field.name]
     assert repr(instance) == repr(cls(**given))  # each starts the same, fresh
+
+
+def test_settings_init_takes_the_fields_and_fills_in_the_defaults() -> None:
+    declared = fields(Settings)
+    parameters = list(inspect.signature(vars(Settings)["__init__"]).parameters.values())[1:]
+    assert [p.name for p in parameters] == [f.name for f in declared]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters)
+    values = {f.name: object() for f in declared}
+    given = Settings(**values)  # type: ignore[arg-type]
+    assert all(getattr(given, name) is value for name, value in values.items())
+    tls = TlsSettings(ca_file="a", cert_file="b", key_file="k")
+    built = Settings(client_id="c", tls=tls)
+    for field in declared:
+        if field.name in ("client_id", "tls"):
+            continue
+        if field.default is not MISSING:
+            expected = field.default
+        else:
+            assert field.default_factory is not MISSING
+            expected = field.default_factory()
+        assert getattr(built, field.name) == expected, field.name
+
+
+def test_settings_with_identity_is_replace() -> None:
+    settings = make_settings(dns={"name": "iot.example.test"}, heartbeat={"topic": "hb"})
+    tls = TlsSettings(ca_file="a", cert_file="b", key_file="k")
+    copy = settings.with_identity("dev-2", tls)
+    assert copy == replace(settings, client_id="dev-2", tls=tls)
+    assert all(
+        getattr(copy, f.name) is getattr(settings, f.name)
+        for f in fields(Settings)
+        if f.name not in ("client_id", "tls")
+    )
