@@ -1,6 +1,7 @@
 """A small seeded random source for each virtual device (pure).
 
 The core takes any `Rng` (the slice of `random.Random` it uses: `uniform`).
+This one is a `CoreRng`, the concrete class the core calls natively.
 `random.Random` carries 2.5 KB of Mersenne Twister state, 2.5 GB for a
 million devices; SplitMix64 (Steele, Lea and Flood, "Fast splittable
 pseudorandom number generators", OOPSLA 2014) carries 64 bits of state
@@ -21,6 +22,8 @@ from __future__ import annotations
 from typing import Final
 
 from mypy_extensions import i64  # interpreted, i64(x) is int(x)
+
+from iotdr.agent.core.backoff import CoreRng
 
 _M32: Final[i64] = 0xFFFFFFFF
 _M16: Final[i64] = 0xFFFF
@@ -78,7 +81,9 @@ def _unit(hi: i64, lo: i64) -> float:
     return float((hi << 21) | (lo >> 11)) * _UNIT  # under 2**53: exact
 
 
-class SplitMix64:
+class SplitMix64(CoreRng):
+    """A `CoreRng`, so that the compiled core calls `uniform` directly."""
+
     __slots__ = ("_hi", "_lo")
 
     _hi: i64

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from iotdr.agent.core.endpoints import Endpoint
 from iotdr.agent.core.events import TimerName
 from iotdr.agent.core.settings import ProbeDepth
+from iotdr.agent.core.text import Text
 
 
 class Why(enum.Enum):
@@ -119,11 +120,16 @@ class PublishHeartbeat(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Report(Command):
-    """Something an operator should see in the log."""
+    """Something an operator should see in the log: `message`, put
+    together only when read (`text.py` says why)."""
 
     level: Level
-    message: str
+    text: Text
 
-    def __init__(self, *, level: Level, message: str) -> None:
+    def __init__(self, *, level: Level, text: Text) -> None:
         object.__setattr__(self, "level", level)
-        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "text", text)
+
+    @property
+    def message(self) -> str:
+        return str(self.text)

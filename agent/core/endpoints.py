@@ -13,7 +13,7 @@ import enum
 import fnmatch
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iotdr.agent.core.errors import TxtError
 
@@ -28,10 +28,15 @@ class Role(enum.Enum):
 class Endpoint:
     host: str
     port: int = 8883
+    # The hash, worked out once: the virtual engine looks an endpoint up
+    # in a dict on most events, and hashing a fresh (host, port) tuple each
+    # time cost more than the lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or not 0 < self.port < 65536:
             raise ValueError(f"bad endpoint {self.host!r}:{self.port}")
+        object.__setattr__(self, "_hash", hash((self.host, self.port)))
 
     @property
     def region(self) -> str | None:
@@ -41,16 +46,24 @@ class Endpoint:
     # so that mypyc compiles them: every device's core compares endpoints
     # on most events (see events.py on what the generated ones cost).
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, Endpoint)
         return self.host == other.host and self.port == other.port
 
     def __hash__(self) -> int:
-        return hash((self.host, self.port))
+        return self._hash
+
+    def __reduce__(self) -> tuple[object, tuple[str, int]]:
+        # Rebuilt from its fields: a string's hash differs between processes.
+        return _endpoint, (self.host, self.port)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _endpoint(host: str, port: int) -> Endpoint:
+    return Endpoint(host=host, port=port)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +72,17 @@ class RegionRoles:
 
     primary: str
     secondary: str
+
+    # Written out so that mypyc compiles them, as Endpoint's: the core's
+    # shared topologies are looked up by roles on every DNS answer.
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, RegionRoles)
+        return self.primary == other.primary and self.secondary == other.secondary
+
+    def __hash__(self) -> int:
+        return hash((self.primary, self.secondary))
 
     def role_of(self, region: str | None) -> Role:
         if region == self.primary:
@@ -73,10 +97,10 @@ class RegionRoles:
 # answer, its two endpoints), so they share one value each instead of a
 # million copies, and each is worked out once (a core asks an endpoint's
 # region on most events); the daemon's bounded cache holds a handful.
-_SHARED_VALUES = 256
+SHARED_VALUES = 256
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def region_of(host: str) -> str | None:
     """The third label of an IoT endpoint host name, or None if it has fewer."""
     labels = host.rstrip(".").split(".")
@@ -87,19 +111,20 @@ def normalise_host(host: str) -> str:
     return host.rstrip(".").lower()
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def endpoint_at(host: str, port: int) -> Endpoint:
     """The endpoint for a host name as configured or as DNS names it."""
     return Endpoint(host=normalise_host(host), port=port)
 
 
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
     """True if the host matches one of the shell-style patterns (case-insensitive)."""
     name = normalise_host(host)
     return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in allowlist)
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def parse_region_roles(text: str) -> RegionRoles:
     """Parse the TXT record text; raise TxtError if it is not the expected JSON."""
     try:
@@ -116,7 +141,7 @@ def parse_region_roles(text: str) -> RegionRoles:
     return RegionRoles(primary=primary, secondary=secondary)
 
 
-@functools.lru_cache(maxsize=_SHARED_VALUES)
+@functools.lru_cache(maxsize=SHARED_VALUES)
 def with_region(endpoint: Endpoint, region: str) -> Endpoint:
     """The same account endpoint in another region (AWS IoT endpoints differ
     only in the region label)."""

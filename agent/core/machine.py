@@ -48,11 +48,11 @@ capped backoff. Rules that hold in every state:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import functools
+from dataclasses import dataclass, replace
 from typing import Final
 
-from iotdr.agent.core.backoff import Rng, backoff_delay
+from iotdr.agent.core.backoff import CoreRng, Rng, backoff_delay, core_rng
 from iotdr.agent.core.commands import (
     ArmTimer,
     CancelTimer,
@@ -67,6 +67,7 @@ from iotdr.agent.core.commands import (
     Why,
 )
 from iotdr.agent.core.endpoints import (
+    SHARED_VALUES,
     Endpoint,
     RegionRoles,
     Role,
@@ -92,6 +93,7 @@ from iotdr.agent.core.events import (
 )
 from iotdr.agent.core.failures import FailureKind
 from iotdr.agent.core.settings import Settings
+from iotdr.agent.core.text import Text
 from iotdr.agent.core.topology import Topology
 
 
@@ -113,10 +115,8 @@ class State(enum.Enum):
 # its path is dead (timeouts) or retrying soon cannot help (TLS, auth).
 _SKIP_CURRENT_FIRST = frozenset({FailureKind.TIMEOUT, FailureKind.TLS, FailureKind.AUTH})
 
-Handler = Callable[["Machine", Event], None]
-
 # The connection state table: (state, event type) -> handler name.
-TRANSITIONS: dict[tuple[State, type[Event]], str] = {
+TRANSITIONS: Final[dict[tuple[State, type[Event]], str]] = {
     (State.IDLE, Started): "_start",
     (State.RESOLVING, DnsAnswered): "_first_dns_answer",
     (State.RESOLVING, DnsFailed): "_first_dns_failure",
@@ -129,7 +129,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], str] = {
 }
 
 # Watchers that run whatever the state (except IDLE and STOPPED).
-ANY_STATE: dict[type[Event], str] = {
+ANY_STATE: Final[dict[type[Event], str]] = {
     DnsAnswered: "_dns_answer",
     DnsFailed: "_dns_failure",
     TimerFired: "_timer",
@@ -139,7 +139,31 @@ ANY_STATE: dict[type[Event], str] = {
 }
 
 
-@dataclass(slots=True)
+def _rows() -> dict[State, dict[type[Event], str]]:
+    """The two tables above as one row per state, event type -> handler
+    name: the state's own transition, else the watcher (never in IDLE)."""
+    rows: dict[State, dict[type[Event], str]] = {}
+    for state in State:
+        row = rows[state] = {}
+        for event_type in {t for _, t in TRANSITIONS} | set(ANY_STATE):
+            name = TRANSITIONS.get((state, event_type))
+            if name is None and state is not State.IDLE:
+                name = ANY_STATE.get(event_type)
+            if name is not None:
+                row[event_type] = name
+    return rows
+
+
+# Final: compiled (mypyc), read as C statics, not looked up by name per event.
+ROWS: Final = _rows()
+
+
+# The classes below write their `__init__` out, as events do, so that mypyc
+# compiles it: a generated one stays interpreted, and every device builds
+# these (events.py says what that costs; test_written_inits.py checks them).
+
+
+@dataclass(slots=True, kw_only=True, init=False)
 class DnsView:
     """What the agent last learnt from DNS, for status and decisions."""
 
@@ -149,6 +173,23 @@ class DnsView:
     answered_at: float | None = None
     rejected: int = 0
     failures: int = 0
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        ttl: float | None = None,
+        txt: str | None = None,
+        answered_at: float | None = None,
+        rejected: int = 0,
+        failures: int = 0,
+    ) -> None:
+        self.target = target
+        self.ttl = ttl
+        self.txt = txt
+        self.answered_at = answered_at
+        self.rejected = rejected
+        self.failures = failures
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,42 +213,68 @@ class Snapshot:
         return self.state is State.CONNECTED
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Prober:
     """Failback probing state."""
 
-    active: bool = False
-    pending_id: int | None = None
-    healthy_since: float | None = None
-    window_s: float = 0.0
-    last_failback_at: float | None = None
-    spread_s: float = 0.0  # this device's share of the fleet's failback spread
+    active: bool
+    pending_id: int | None
+    healthy_since: float | None
+    window_s: float
+    last_failback_at: float | None
+    spread_s: float  # this device's share of the fleet's failback spread
+
+    def __init__(self, window_s: float) -> None:
+        self.active = False
+        self.pending_id = None
+        self.healthy_since = None
+        self.window_s = window_s
+        self.last_failback_at = None
+        self.spread_s = 0.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _DnsMoves:
     """Damping of CNAME moves (the DNS counterpart of `_Prober`)."""
 
-    hold_s: float = 0.0
-    last_change_at: float | None = None  # when DNS last named a new target
-    last_move_at: float | None = None  # when the agent last followed one
-    check_id: int | None = None  # probe of the new target before leaving
-    check_target: Endpoint | None = None
-    spread_until: float | None = None  # this device's share of the fleet's move spread
+    hold_s: float
+    last_change_at: float | None  # when DNS last named a new target
+    last_move_at: float | None  # when the agent last followed one
+    check_id: int | None  # probe of the new target before leaving
+    check_target: Endpoint | None
+    spread_until: float | None  # this device's share of the fleet's move spread
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.last_change_at = None
+        self.last_move_at = None
+        self.check_id = None
+        self.check_target = None
+        self.spread_until = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Attempt:
     id: int
     endpoint: Endpoint
     why: Why
 
+    def __init__(self, id: int, endpoint: Endpoint, why: Why) -> None:
+        self.id = id
+        self.endpoint = endpoint
+        self.why = why
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class _Counters:
-    failovers: int = 0
-    failbacks: int = 0
-    last_failover_s: float | None = None
+    failovers: int
+    failbacks: int
+    last_failover_s: float | None
+
+    def __init__(self, failovers: int, failbacks: int, last_failover_s: float | None) -> None:
+        self.failovers = failovers
+        self.failbacks = failbacks
+        self.last_failover_s = last_failover_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,14 +287,66 @@ class History:
     last_failover_s: float | None = None
 
 
-@dataclass(slots=True)
+_NO_HISTORY: Final = History()
+
+
+@dataclass(slots=True, init=False)
 class _Round:
     """Endpoints still to try before backing off, and what is scheduled next."""
 
-    remaining: list[Endpoint] = field(default_factory=list)
-    failed_rounds: int = 0
-    scheduled: _Attempt | None = None  # next attempt once the RECONNECT timer fires
-    jitr_tries: dict[Endpoint, int] = field(default_factory=dict)
+    remaining: list[Endpoint]
+    failed_rounds: int
+    scheduled: _Attempt | None  # next attempt once the RECONNECT timer fires
+    # Made on the first JITR retry: most rounds have none, and an empty
+    # dict per device is 64 MB in a fleet of a million.
+    jitr_tries: dict[Endpoint, int] | None
+
+    def __init__(self) -> None:
+        self.remaining = []
+        self.failed_rounds = 0
+        self.scheduled = None
+        self.jitr_tries = None
+
+
+# A fleet's devices hear the same answers: worked out once for them all.
+@functools.lru_cache(maxsize=SHARED_VALUES)
+def unknown_regions(
+    roles: RegionRoles, target: str, primary: Endpoint | None, secondary: Endpoint | None
+) -> str | None:
+    """Roles must name the CNAME target's region, and only regions the
+    configuration (`primary`, `secondary`) knows when it names both."""
+    named = {roles.primary, roles.secondary}
+    region = region_of(target)
+    if region is not None and region not in named:
+        return f"names {sorted(named)}, not the CNAME target's region {region}"
+    known = {e.region for e in (primary, secondary) if e}
+    if None not in known and len(known) == 2 and not named <= known | {region}:
+        return f"names {sorted(named - known)}, which no configured endpoint is in"
+    return None
+
+
+class _Described:
+    """An endpoint as reports name it, "host:port (region R, role)", put
+    together when read (`text.py`). The topology is the one of the moment:
+    a Topology never changes, the machine replaces it."""
+
+    __slots__ = ("endpoint", "topology")
+
+    def __init__(self, endpoint: Endpoint, topology: Topology) -> None:
+        self.endpoint = endpoint
+        self.topology = topology
+
+    def __str__(self) -> str:
+        endpoint = self.endpoint
+        region = endpoint.region or "?"
+        return f"{endpoint} (region {region}, {self.topology.role_of(endpoint).value})"
+
+
+def _connection_error(
+    event: ConnectFailed | ConnectionLost | PublishFailed, endpoint: Endpoint
+) -> Text:
+    """The last error of a failed attempt or a lost connection, for status."""
+    return Text("{.value}: {}: {}", event.failure, endpoint, event.detail, strip=": ")
 
 
 class Machine:
@@ -247,6 +366,7 @@ class Machine:
         "_prober",
         "_rng",
         "_round",
+        "_row",
         "_since",
         "_topology",
         "settings",
@@ -255,10 +375,11 @@ class Machine:
 
     def __init__(self, settings: Settings, rng: Rng, *, history: History | None = None) -> None:
         self.settings = settings
-        self._rng = rng
+        self._rng: CoreRng = core_rng(rng)
         self._topology = Topology.from_settings(settings)
         self.state = State.IDLE
-        self._out: list[Command] = []
+        self._row = ROWS[State.IDLE]  # the table's row for `state`
+        self._out: list[Command] | None = None  # while handling an event
         self._next_id = 0
         self._attempt: _Attempt | None = None  # in flight or established
         self._last_connected: Endpoint | None = None
@@ -270,10 +391,10 @@ class Machine:
         self._prober = _Prober(window_s=settings.failback.stability_window_s)
         self._dns_moves = _DnsMoves(hold_s=settings.dns.move_hold_s)
         self._dns = DnsView()
-        past = history or History()
+        past = history or _NO_HISTORY
         self._counters = _Counters(past.failovers, past.failbacks, past.last_failover_s)
         self._heartbeat_seq = 0
-        self._last_error: str | None = None
+        self._last_error: Text | None = None
 
     # ----------------------------------------------------------------- API
 
@@ -283,10 +404,15 @@ class Machine:
             return []
         if self.state is State.IDLE and not isinstance(event, Started):
             raise MachineError(f"{type(event).__name__} before Started")
-        handler = _HANDLERS.get(type(event), _NO_HANDLERS).get(self.state)
-        if handler is not None:
-            handler(self, event)
-        out, self._out = self._out, []
+        name = self._row.get(type(event))
+        if name is None:
+            return []
+        # A list for this event's commands only, none kept in between:
+        # a simulated fleet's million machines would each hold one.
+        out: list[Command] = []
+        self._out = out
+        self._call(name, event)
+        self._out = None
         return out
 
     def snapshot(self) -> Snapshot:
@@ -303,25 +429,67 @@ class Machine:
             last_failover_s=self._counters.last_failover_s,
             stability_window_s=self._prober.window_s,
             dns=replace(self._dns),
-            last_error=self._last_error,
+            last_error=None if self._last_error is None else str(self._last_error),
         )
+
+    def _call(self, name: str, event: Event) -> None:
+        """Run the handler that the table names. Written out, most frequent
+        first, so that compiled code calls each method directly: a method
+        looked up in a table is a generic Python call, which cost more than
+        the commonest handlers themselves. `test_machine.py` checks that
+        every name in the tables calls the method of that name."""
+        if name == "_timer":
+            self._timer(event)
+        elif name == "_probe_completed":
+            self._probe_completed(event)
+        elif name == "_reconnect_timer":
+            self._reconnect_timer(event)
+        elif name == "_connected":
+            self._connected(event)
+        elif name == "_dns_answer":
+            self._dns_answer(event)
+        elif name == "_first_dns_answer":
+            self._first_dns_answer(event)
+        elif name == "_start":
+            self._start(event)
+        elif name == "_lost":
+            self._lost(event)
+        elif name == "_connect_failed":
+            self._connect_failed(event)
+        elif name == "_attempt_timer":
+            self._attempt_timer(event)
+        elif name == "_publish_failed":
+            self._publish_failed(event)
+        elif name == "_dns_failure":
+            self._dns_failure(event)
+        elif name == "_first_dns_failure":
+            self._first_dns_failure(event)
+        elif name == "_config_changed":
+            self._config_changed(event)
+        elif name == "_stop":
+            self._stop(event)
+        else:
+            raise AssertionError(f"no handler {name}")
 
     # ------------------------------------------------------------ helpers
 
-    def _emit(self, *commands: Command) -> None:
-        self._out.extend(commands)
+    def _emit(self, command: Command) -> None:
+        # One at a time: compiled, a *args call packs a tuple to extend by.
+        out = self._out
+        assert out is not None, "commands are emitted only while an event is handled"
+        out.append(command)
 
-    def _report(self, level: Level, message: str) -> None:
-        self._emit(Report(level=level, message=message))
+    def _report(self, level: Level, text: Text) -> None:
+        self._emit(Report(level=level, text=text))
 
     def _set_state(self, state: State, now: float) -> None:
         if state is not self.state:
             self.state = state
+            self._row = ROWS[state]
             self._since = now
 
-    def _describe(self, endpoint: Endpoint) -> str:
-        region = endpoint.region or "?"
-        return f"{endpoint} (region {region}, {self._topology.role_of(endpoint).value})"
+    def _describe(self, endpoint: Endpoint) -> _Described:
+        return _Described(endpoint, self._topology)
 
     def _spread(self) -> float:
         return self._rng.uniform(0.0, self.settings.connection.connect_spread_s)
@@ -353,7 +521,7 @@ class Machine:
             self._connect(now, endpoint, why)
             return
         self._round.failed_rounds += 1
-        self._round.jitr_tries.clear()
+        self._round.jitr_tries = None
         delay = backoff_delay(self.settings.backoff, self._round.failed_rounds, self._rng)
         candidates = self._topology.candidates()
         if not candidates:
@@ -362,7 +530,11 @@ class Machine:
         self._round.remaining = candidates[1:]
         self._report(
             Level.WARNING,
-            f"no endpoint reachable (round {self._round.failed_rounds}); retrying in {delay:.1f} s",
+            Text(
+                "no endpoint reachable (round {}); retrying in {:.1f} s",
+                self._round.failed_rounds,
+                delay,
+            ),
         )
         self._schedule(now, _Attempt(id=0, endpoint=candidates[0], why=Why.RECONNECT), now + delay)
 
@@ -383,10 +555,8 @@ class Machine:
         self._round.scheduled = None
         self._set_state(State.CONNECTING, now)
         deadline = now + self.settings.connection.attempt_timeout_s
-        self._emit(
-            Connect(attempt=self._next_id, endpoint=endpoint, why=why),
-            ArmTimer(timer=TimerName.ATTEMPT, at=deadline),
-        )
+        self._emit(Connect(attempt=self._next_id, endpoint=endpoint, why=why))
+        self._emit(ArmTimer(timer=TimerName.ATTEMPT, at=deadline))
 
     def _attempt_timer(self, event: Event) -> None:
         assert isinstance(event, TimerFired)
@@ -462,11 +632,14 @@ class Machine:
             self._counters.last_failover_s = took
         self._last_connected = attempt.endpoint
         self._interrupted_at = None
-        timing = f" in {took * 1000:.0f} ms" if took is not None else ""
-        self._report(
-            Level.INFO,
-            f"connected to {self._describe(attempt.endpoint)} ({attempt.why.value}){timing}",
-        )
+        described = self._describe(attempt.endpoint)
+        if took is None:
+            text = Text("connected to {} ({.value})", described, attempt.why)
+        else:
+            text = Text(
+                "connected to {} ({.value}) in {:.0f} ms", described, attempt.why, took * 1000
+            )
+        self._report(Level.INFO, text)
         if self.settings.heartbeat.topic:
             self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=now))
         self._update_prober(now)
@@ -480,7 +653,7 @@ class Machine:
         self._emit(CancelTimer(timer=TimerName.ATTEMPT))
         if not event.failure.proves_no_connect_sent:
             self._connect_sent_by = now
-        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._last_error = _connection_error(event, attempt.endpoint)
         self._note_failed_failback(now)
         # A failback goes to a region that knew us before the outage, so a
         # hang-up there is the region dying mid-handshake, not JITR: return.
@@ -492,22 +665,34 @@ class Machine:
             return
         self._report(
             Level.WARNING,
-            f"connect to {self._describe(attempt.endpoint)} failed: "
-            f"{event.failure.value} {event.detail}".rstrip(),
+            Text(
+                "connect to {} failed: {.value} {}",
+                self._describe(attempt.endpoint),
+                event.failure,
+                event.detail,
+                strip=None,
+            ),
         )
         self._try_next(now, Why.FAILOVER)
 
     def _retry_jitr(self, now: float, attempt: _Attempt) -> bool:
         """Stay with an endpoint whose JITR is activating our certificate."""
         delays = self.settings.jitr.retry_delays_s
-        tries = self._round.jitr_tries.get(attempt.endpoint, 0)
+        jitr_tries = self._round.jitr_tries
+        if jitr_tries is None:
+            jitr_tries = self._round.jitr_tries = {}
+        tries = jitr_tries.get(attempt.endpoint, 0)
         if tries >= len(delays):
             return False
-        self._round.jitr_tries[attempt.endpoint] = tries + 1
+        jitr_tries[attempt.endpoint] = tries + 1
         self._report(
             Level.INFO,
-            f"{self._describe(attempt.endpoint)} hung up after TLS "
-            f"(just-in-time registration); retry {tries + 1} in {delays[tries]:.1f} s",
+            Text(
+                "{} hung up after TLS (just-in-time registration); retry {} in {:.1f} s",
+                self._describe(attempt.endpoint),
+                tries + 1,
+                delays[tries],
+            ),
         )
         retry = _Attempt(id=0, endpoint=attempt.endpoint, why=Why.JITR_RETRY)
         earliest = now + delays[tries]
@@ -525,11 +710,16 @@ class Machine:
             return
         now = event.now
         self._interrupted_at = now
-        self._last_error = f"{event.failure.value}: {attempt.endpoint}: {event.detail}".rstrip(": ")
+        self._last_error = _connection_error(event, attempt.endpoint)
         self._report(
             Level.WARNING,
-            f"lost {self._describe(attempt.endpoint)}: "
-            f"{event.failure.value} {event.detail}".rstrip(),
+            Text(
+                "lost {}: {.value} {}",
+                self._describe(attempt.endpoint),
+                event.failure,
+                event.detail,
+                strip=None,
+            ),
         )
         self._note_failed_failback(now)
         self._emit(CancelTimer(timer=TimerName.HEARTBEAT))
@@ -546,7 +736,7 @@ class Machine:
         if self._attempt is None or event.attempt != self._attempt.id:
             return
         if event.failure is not FailureKind.TIMEOUT:
-            self._report(Level.WARNING, f"publish failed: {event.detail}")
+            self._report(Level.WARNING, Text("publish failed: {}", event.detail))
             return
         # The connection may still look open to the client: close it first.
         self._emit(Disconnect(attempt=event.attempt))
@@ -578,17 +768,20 @@ class Machine:
         self._resolve_at(now + self._ttl_delay(event.ttl))
         if not host_allowed(event.target, self.settings.dns.allowlist):
             dns.rejected += 1
-            self._last_error = f"dns: {event.target} is outside the endpoint allowlist"
+            self._last_error = Text("dns: {} is outside the endpoint allowlist", event.target)
             self._report(
                 Level.ERROR,
-                f"refused DNS answer {event.target}: not in the "
-                f"allowlist {list(self.settings.dns.allowlist)}; staying put",
+                Text(
+                    "refused DNS answer {}: not in the allowlist {}; staying put",
+                    event.target,
+                    list(self.settings.dns.allowlist),
+                ),
             )
             return
         roles = self._parse_txt(event.txt, event.target)
         if roles is None and event.txt is not None:
             dns.rejected += 1  # the CNAME still counts; the roles stay as they were
-        elif self._last_error is not None and self._last_error.startswith("dns:"):
+        elif self._last_error is not None and str(self._last_error).startswith("dns:"):
             self._last_error = None  # a good answer: an old DNS error is history
         previous = self._topology.preferred
         dns.target, dns.ttl, dns.txt, dns.answered_at = event.target, event.ttl, event.txt, now
@@ -598,7 +791,7 @@ class Machine:
             self._update_prober(now)
             return
         self._note_dns_change(now)
-        self._report(Level.INFO, f"DNS moved {self.settings.dns.name} to {preferred}")
+        self._report(Level.INFO, Text("DNS moved {} to {}", self.settings.dns.name, preferred))
         self._consider_dns_move(now)
 
     def _note_dns_change(self, now: float) -> None:
@@ -609,8 +802,11 @@ class Machine:
             moves.hold_s = min(moves.hold_s * 2, dns.max_move_hold_s)
             self._report(
                 Level.WARNING,
-                f"{dns.name} keeps changing; following DNS moves at most every "
-                f"{moves.hold_s:.0f} s",
+                Text(
+                    "{} keeps changing; following DNS moves at most every {:.0f} s",
+                    dns.name,
+                    moves.hold_s,
+                ),
             )
         elif moves.last_change_at is not None:
             moves.hold_s = dns.move_hold_s
@@ -667,10 +863,15 @@ class Machine:
             return
         moves.spread_until = None  # the failback prober takes it from here
         detail = f"{event.failure.value if event.failure else 'failed'} {event.detail}".rstrip()
-        self._last_error = f"dns: {event.endpoint} does not answer: {detail}"
+        self._last_error = Text("dns: {} does not answer: {}", event.endpoint, detail)
         self._report(
             Level.WARNING,
-            f"DNS names {event.endpoint} but it does not answer ({detail}); staying on {current}",
+            Text(
+                "DNS names {} but it does not answer ({}); staying on {}",
+                event.endpoint,
+                detail,
+                current,
+            ),
         )
         self._update_prober(now)  # probes it on failback's schedule from now on
 
@@ -684,34 +885,23 @@ class Machine:
             return None
         try:
             roles = parse_region_roles(txt)
-            problem = self._unknown_regions(roles, target)
+            topology = self._topology
+            problem = unknown_regions(roles, target, topology.primary, topology.secondary)
             if problem:
                 raise TxtError(problem)
         except TxtError as exc:
-            self._last_error = f"dns: TXT {self.settings.dns.txt_record}: {exc}"
-            self._report(Level.WARNING, f"ignoring TXT record: {exc}")
+            self._last_error = Text("dns: TXT {}: {}", self.settings.dns.txt_record, str(exc))
+            self._report(Level.WARNING, Text("ignoring TXT record: {}", str(exc)))
             return None
         return roles
-
-    def _unknown_regions(self, roles: RegionRoles, target: str) -> str | None:
-        """Roles must name the CNAME target's region, and only regions the
-        configuration knows when it names both."""
-        named = {roles.primary, roles.secondary}
-        region = region_of(target)
-        if region is not None and region not in named:
-            return f"names {sorted(named)}, not the CNAME target's region {region}"
-        known = {e.region for e in (self._topology.primary, self._topology.secondary) if e}
-        if None not in known and len(known) == 2 and not named <= known | {region}:
-            return f"names {sorted(named - known)}, which no configured endpoint is in"
-        return None
 
     def _dns_failure(self, event: Event) -> None:
         assert isinstance(event, DnsFailed)
         self._dns.failures += 1
-        self._last_error = f"dns: {event.failure.value} {event.detail}".rstrip()
+        self._last_error = Text("dns: {.value} {}", event.failure, event.detail, strip=None)
         self._report(
             Level.WARNING,
-            f"DNS lookup failed ({event.failure.value}); keeping the current endpoint",
+            Text("DNS lookup failed ({.value}); keeping the current endpoint", event.failure),
         )
         self._resolve_at(event.now + self.settings.dns.retry_s)
 
@@ -734,10 +924,8 @@ class Machine:
         if self.state is not State.CONNECTED or self._attempt is None:
             return
         self._heartbeat_seq += 1
-        self._emit(
-            PublishHeartbeat(attempt=self._attempt.id, sequence=self._heartbeat_seq),
-            ArmTimer(timer=TimerName.HEARTBEAT, at=now + self.settings.heartbeat.interval_s),
-        )
+        self._emit(PublishHeartbeat(attempt=self._attempt.id, sequence=self._heartbeat_seq))
+        self._emit(ArmTimer(timer=TimerName.HEARTBEAT, at=now + self.settings.heartbeat.interval_s))
 
     # ----------------------------------------------------------- failback
 
@@ -779,16 +967,21 @@ class Machine:
 
     def _probe_completed(self, event: Event) -> None:
         assert isinstance(event, ProbeCompleted)
-        if event.probe_id == self._dns_moves.check_id:
+        # The optionals are tested for None first, here and below: compiled,
+        # an int or an Endpoint compared with an optional one is a generic
+        # comparison, with them both known it is a native one.
+        check_id = self._dns_moves.check_id
+        if check_id is not None and event.probe_id == check_id:
             self._dns_target_checked(event)
             return
         prober, failback = self._prober, self.settings.failback
-        if not prober.active or event.probe_id != prober.pending_id:
+        pending_id = prober.pending_id
+        if not prober.active or pending_id is None or event.probe_id != pending_id:
             return
         prober.pending_id = None
         now = event.now
         preferred = self._topology.preferred
-        if event.endpoint != preferred or not event.healthy:
+        if preferred is None or event.endpoint != preferred or not event.healthy:
             prober.healthy_since = None
             self._emit(ArmTimer(timer=TimerName.PROBE, at=now + failback.probe_interval_s))
             return
@@ -800,8 +993,11 @@ class Machine:
             prober.spread_s = self._spread()
             self._report(
                 Level.INFO,
-                f"{self._describe(preferred)} answers probes; failing "
-                f"back after {prober.window_s:.0f} s of health",
+                Text(
+                    "{} answers probes; failing back after {:.0f} s of health",
+                    self._describe(preferred),
+                    prober.window_s,
+                ),
             )
         deadline = prober.healthy_since + prober.window_s + prober.spread_s
         if now >= deadline:
@@ -815,7 +1011,7 @@ class Machine:
     def _failback(self, now: float, preferred: Endpoint) -> None:
         self._counters.failbacks += 1
         self._prober.last_failback_at = now
-        self._report(Level.INFO, f"failing back to {self._describe(preferred)}")
+        self._report(Level.INFO, Text("failing back to {}", self._describe(preferred)))
         self._move(now, preferred, Why.FAILBACK)
 
     def _note_failed_failback(self, now: float) -> None:
@@ -828,7 +1024,7 @@ class Machine:
             prober.window_s = min(prober.window_s * 2, failback.max_stability_window_s)
             self._report(
                 Level.WARNING,
-                f"failback did not hold; stability window now {prober.window_s:.0f} s",
+                Text("failback did not hold; stability window now {:.0f} s", prober.window_s),
             )
         else:
             prober.window_s = failback.stability_window_s
@@ -848,7 +1044,7 @@ class Machine:
         self._topology = topology
         if self._prober.last_failback_at is None:
             self._prober.window_s = new.failback.stability_window_s
-        self._report(Level.INFO, "configuration reloaded")
+        self._report(Level.INFO, Text("configuration reloaded"))
         if new.dns.name:
             self._resolve_at(event.now)
         else:
@@ -878,23 +1074,4 @@ class Machine:
         self._prober.active = False
         self._set_state(State.STOPPED, event.now)
         # The daemon logs "stopped" once its teardown is done.
-        self._report(Level.INFO, "stop requested: closing the connection")
-
-
-def _handlers() -> dict[type[Event], dict[State, Handler]]:
-    """The two tables above as one lookup, event type -> state -> method:
-    the state's own transition, else the watcher (never in IDLE)."""
-    table: dict[type[Event], dict[State, Handler]] = {}
-    for state in State:
-        for event_type in {t for _, t in TRANSITIONS} | set(ANY_STATE):
-            name = TRANSITIONS.get((state, event_type))
-            if name is None and state is not State.IDLE:
-                name = ANY_STATE.get(event_type)
-            if name is not None:
-                table.setdefault(event_type, {})[state] = getattr(Machine, name)
-    return table
-
-
-# Final: compiled (mypyc), read as C statics, not looked up by name per event.
-_HANDLERS: Final = _handlers()
-_NO_HANDLERS: Final[dict[State, Handler]] = {}
+        self._report(Level.INFO, Text("stop requested: closing the connection"))

@@ -41,7 +41,7 @@ from iotdr.agent.core.events import (
     TimerName,
 )
 from iotdr.agent.core.failures import FailureKind
-from iotdr.agent.core.machine import Machine, State
+from iotdr.agent.core.machine import ROWS, Machine, State
 from iotdr.agent.core.settings import Settings, parse_settings
 
 PRIMARY = Endpoint(host="abc-ats.iot.region-a.example.test", port=8883)
@@ -141,6 +141,8 @@ class World:
             or (isinstance(event, DnsAnswered) and event.target == EVIL)
         ) and any(isinstance(c, Disconnect | Connect) for c in commands):
             raise InvariantBrokenError(f"DNS trouble {event} changed the connection")
+        if self.machine._row is not ROWS[self.machine.state]:  # what dispatch reads
+            raise InvariantBrokenError(f"{self.machine.state} dispatches by another row")
         for command in commands:
             self._execute(command)
         return commands

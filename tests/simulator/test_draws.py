@@ -17,6 +17,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iotdr.agent.core.backoff import CoreRng, core_rng
 from iotdr.agent.core.commands import ArmTimer, Command
 from iotdr.agent.core.events import DnsAnswered, Started, TimerName
 from iotdr.agent.core.machine import Machine
@@ -116,3 +117,9 @@ def test_splitmix64_on_halves_draws_what_the_textbook_formula_draws(seed: int) -
     own, unit = SplitMix64(seed), SplitMix64(seed)
     assert [own.next64() for _ in range(4)] == expected
     assert [unit.random() for _ in range(4)] == [(z >> 11) / 2**53 for z in expected]
+
+
+def test_a_device_rng_is_a_core_rng_the_core_uses_as_it_is() -> None:
+    rng = SplitMix64(7)
+    assert isinstance(rng, CoreRng)  # so the compiled core calls it natively
+    assert core_rng(rng) is rng
