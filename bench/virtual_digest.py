@@ -32,7 +32,8 @@ from virtual_million import SCENARIO
 
 from iotdr.simulator.compiled_build import is_compiled, rerun_compiled
 from iotdr.simulator.device import DeviceRecord
-from iotdr.simulator.results import DeviceSummary, fleet_report
+from iotdr.simulator.device_summary import DeviceSummary
+from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import parse_scenario
 from iotdr.simulator.virtual_run import run_virtual
 from iotdr.simulator.virtual_world import TESTBED, without_testbed_limits
@@ -86,7 +87,7 @@ def main() -> None:
     scenario = scenario.with_devices(args.devices)
     model = replace(without_testbed_limits(TESTBED), cname_ttl_s=args.ttl)
     started = time.perf_counter()
-    facts = run_virtual(scenario, model=model, shards=args.shards)
+    facts = run_virtual(scenario, model=model, shards=args.shards, keep_records=True)
     simulated = time.perf_counter() - started
     report, rows = fleet_report(facts, scenario.criteria, scenario.name)
     reported = time.perf_counter() - started - simulated

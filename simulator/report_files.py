@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from iotdr.simulator.results import DeviceSummary
+from iotdr.simulator.device_summary import DeviceSummary
 
 
 def write_json(path: Path, report: Mapping[str, object]) -> None:
