@@ -46,7 +46,9 @@ from iotdr.simulator import virtual_fleet
 PACKAGES = ("agent", "simulator", "testbed", "cli", "cloud")
 COMPILED_SIMULATOR = (
     "device.py",
+    "device_identity.py",
     "device_summary.py",
+    "draws.py",
     "fleet_summary.py",
     "results.py",
     "virtual_clock.py",

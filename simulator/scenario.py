@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import yaml
 
 from iotdr.agent.core.errors import ConfigError
 from iotdr.agent.core.settings import Reader, Settings, TlsSettings, parse_settings
+from iotdr.simulator.device_identity import with_identity
 
 # Faults by the testbed's names; `cname` takes a target, the rest a region.
 REGION_FAULTS = ("kill", "restore", "blackhole", "heal", "jitr")
@@ -369,8 +370,9 @@ def device_settings(
 
 
 def for_device(settings: Settings, client_id: str, tls: TlsSettings) -> Settings:
-    """One device's settings: the fleet's, with its own identity."""
-    return replace(settings, client_id=client_id, tls=tls)
+    """One device's settings: the fleet's, with its own identity
+    (device_identity says why it is not `dataclasses.replace`)."""
+    return with_identity(settings, client_id, tls)
 
 
 def device_tls(certificates: Path, client_id: str) -> TlsSettings:
