@@ -178,14 +178,16 @@ class VirtualFleet:
         # Each device's draws from the world's latencies: its own, so they
         # do not depend on the order devices are worked through.
         self.world = SplitMix64Streams(n)
-        client_ids = scenario.fleet.client_ids(self.total)
+        # Only this shard's client ids (Fleet.client_ids would format the
+        # whole fleet's, in every shard).
+        client_id_format = scenario.fleet.client_id
         self.machines: list[Machine] = []
         self.records: list[DeviceRecord] = []
         # Each device's draws as every engine makes them (draws.py).
         interval = scenario.fleet.publish_interval_s
         self.phase = array("d", [0.0]) * n
         for local, index in enumerate(self.indices):
-            client_id = client_ids[index]
+            client_id = client_id_format.format(index=index)
             device_settings = for_device(settings, client_id, PLACEHOLDER_TLS)
             core_seed, phase = device_draws(scenario.seed, index)
             self.phase[local] = phase * interval
@@ -195,7 +197,6 @@ class VirtualFleet:
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
             self.records.append(DeviceRecord(client_id=client_id, acknowledged_sequences=_NONE))
-        del client_ids
         self.current: list[Connection | None] = [None] * n
         self.pending = array("q", [0]) * n  # the attempt in flight
         self.pending_region = array("b", [0]) * n

@@ -145,7 +145,10 @@ def run_shard(  # noqa: PLR0917 - the shard's whole brief
     keep_records: bool = False,
 ) -> ShardResult:
     with _cyclic_gc_paused():
-        return _run_shard(scenario, model, shard, shards, agree, on_progress, keep_records)
+        result, _fleet = _run_shard(
+            scenario, model, shard, shards, agree, on_progress, keep_records
+        )
+        return result
 
 
 @contextmanager
@@ -170,7 +173,9 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     agree: AgreeOnStart,
     on_progress: Callable[[VirtualFleet], None] | None,
     keep_records: bool,
-) -> ShardResult:
+) -> tuple[ShardResult, VirtualFleet]:
+    """The shard's result, and its fleet for a caller that would rather
+    not free it (`_child`)."""
     started = time.perf_counter()
     fleet = VirtualFleet(
         scenario,
@@ -208,7 +213,11 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
             "records": round(time.perf_counter() - simulated, 2),  # and the summary
         },
     )
-    return result
+    return result, fleet
+
+
+# What a shard process leaves to its end (below).
+_HELD_UNTIL_EXIT: list[object] = []
 
 
 def _child(  # noqa: PLR0917 - the shard's whole brief
@@ -225,11 +234,16 @@ def _child(  # noqa: PLR0917 - the shard's whole brief
         agreed: float = pipe.recv()
         return agreed
 
-    result = run_shard(scenario, model, shard, shards, agree, keep_records=keep_records)
+    gc.disable()  # for good: the process ends with the shard (_cyclic_gc_paused)
+    result, fleet = _run_shard(scenario, model, shard, shards, agree, None, keep_records)
     with open(out, "wb") as file:
         pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
     pipe.send(out)
     pipe.close()
+    # A forked process ends in os._exit, which frees nothing one object at a
+    # time; dropped here, the fleet's millions of objects would be, for
+    # seconds at a million devices, while the parent waits.
+    _HELD_UNTIL_EXIT.append(fleet)
 
 
 def _run_sharded(
