@@ -24,6 +24,7 @@ from iotdr.simulator.expectations import Expectation
 PLOTTED_RAMP_UP_S: Final = 30.0  # the plots show at most this much of the ramp-up
 CONNECTED_STEP_S: Final = 0.5
 _NO_TIME: Final = math.nan  # None in a column of times (no figure is ever NaN)
+_CHUNK: Final = 65_536  # rows a summary holds in lists before they move into arrays
 _Number = TypeVar("_Number", int, float)
 _Item = TypeVar("_Item")
 
@@ -122,18 +123,33 @@ class DeviceColumns:
 
 
 class _Rows:
-    """DeviceColumns being filled, in lists: compiled, appending to a list
-    is a C call, to an array a method looked up by name (ten times as
-    long, a million times per column)."""
+    """DeviceColumns being filled. Rows wait in lists, which a compiled
+    append reaches as a C call (an array's append is a method looked up by
+    name, ten times as long), and move into the arrays a chunk at a time,
+    so the lists never hold more than a chunk of boxed numbers."""
 
     def __init__(self) -> None:
-        self.client_ids: list[str] = []
-        self.disrupted: list[bool] = []
+        self.done = DeviceColumns(
+            client_ids=[],
+            disrupted=array("b"),
+            rto_s=array("d"),
+            connect_rto_s=array("d"),
+            failback_s=array("d"),
+            final_region=[],
+            recovered=array("b"),
+            connect_attempts=array("q"),
+            failed_connects=array("q"),
+            flaps=array("q"),
+            failbacks=array("q"),
+            produced=array("q"),
+            acknowledged=array("q"),
+            resent=array("q"),
+        )
+        self.disrupted: list[int] = []
         self.rto_s: list[float] = []
         self.connect_rto_s: list[float] = []
         self.failback_s: list[float] = []
-        self.final_region: list[str | None] = []
-        self.recovered: list[bool] = []
+        self.recovered: list[int] = []
         self.connect_attempts: list[int] = []
         self.failed_connects: list[int] = []
         self.flaps: list[int] = []
@@ -143,12 +159,12 @@ class _Rows:
         self.resent: list[int] = []
 
     def append(self, row: DeviceSummary) -> None:
-        self.client_ids.append(row.client_id)
+        self.done.client_ids.append(row.client_id)
+        self.done.final_region.append(row.final_region)
         self.disrupted.append(row.disrupted)
         self.rto_s.append(_time(row.rto_s))
         self.connect_rto_s.append(_time(row.connect_rto_s))
         self.failback_s.append(_time(row.failback_s))
-        self.final_region.append(row.final_region)
         self.recovered.append(row.recovered)
         self.connect_attempts.append(row.connect_attempts)
         self.failed_connects.append(row.failed_connects)
@@ -157,24 +173,32 @@ class _Rows:
         self.produced.append(row.produced)
         self.acknowledged.append(row.acknowledged)
         self.resent.append(row.resent)
+        if len(self.disrupted) == _CHUNK:
+            self._move()
+
+    def _move(self) -> None:
+        done = self.done
+        _move(self.disrupted, done.disrupted)
+        _move(self.rto_s, done.rto_s)
+        _move(self.connect_rto_s, done.connect_rto_s)
+        _move(self.failback_s, done.failback_s)
+        _move(self.recovered, done.recovered)
+        _move(self.connect_attempts, done.connect_attempts)
+        _move(self.failed_connects, done.failed_connects)
+        _move(self.flaps, done.flaps)
+        _move(self.failbacks, done.failbacks)
+        _move(self.produced, done.produced)
+        _move(self.acknowledged, done.acknowledged)
+        _move(self.resent, done.resent)
 
     def columns(self) -> DeviceColumns:
-        return DeviceColumns(
-            client_ids=self.client_ids,
-            disrupted=array("b", self.disrupted),
-            rto_s=array("d", self.rto_s),
-            connect_rto_s=array("d", self.connect_rto_s),
-            failback_s=array("d", self.failback_s),
-            final_region=self.final_region,
-            recovered=array("b", self.recovered),
-            connect_attempts=array("q", self.connect_attempts),
-            failed_connects=array("q", self.failed_connects),
-            flaps=array("q", self.flaps),
-            failbacks=array("q", self.failbacks),
-            produced=array("q", self.produced),
-            acknowledged=array("q", self.acknowledged),
-            resent=array("q", self.resent),
-        )
+        self._move()
+        return self.done
+
+
+def _move(rows: list[_Number], column: array[_Number]) -> None:
+    column.extend(rows)
+    rows.clear()
 
 
 def interleave(parts: Sequence[DeviceColumns]) -> DeviceColumns:

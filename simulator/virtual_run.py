@@ -191,7 +191,8 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     fleet.start_timeline(t_telemetry)
     fleet.finish(tick)
     simulated = time.perf_counter()
-    fleet.machines.clear()  # the cores are done: room for the records
+    # The cores stay: freeing them would cost more time (a second per
+    # 500,000) than the little memory the summary needs.
     assert fleet.t0 is not None
     faults = expectations(fleet.applied, the_testbed_regions().role_to_region())
     # Each record finished and summarised in one go, while it is in the cache.

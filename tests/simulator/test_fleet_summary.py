@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from iotdr.simulator.device import Connection, DeviceRecord
 from iotdr.simulator.device_rows import DeviceRows
+from iotdr.simulator.device_summary import Timeline, summarise_device
 from iotdr.simulator.fleet_summary import (
     AttemptsPerSecond,
     ConnectedOverTime,
@@ -157,3 +158,20 @@ def test_rows_read_as_a_sequence_of_device_summaries() -> None:
     assert [astuple(r) for r in rows[1:3]] == [astuple(r) for r in every[1:3]]
     with pytest.raises(IndexError):
         rows[5]
+
+
+def test_rows_past_a_chunk_land_in_order() -> None:
+    """A summary's rows wait in lists and move into its arrays a chunk at
+    a time: a fleet larger than two chunks comes out whole and in order."""
+    sc = load_scenario(SCENARIOS / "region-hard-down.yaml").with_devices(1)
+    faults = run_virtual(sc).faults
+    records = []
+    for i in range(140_000):
+        record = DeviceRecord(client_id=f"d-{i}", attempts=[-1.0], produced=i, resent=i % 7)
+        record.connections.append(Connection(1, "region-a", "initial", -0.5, None, 0.001 * i))
+        records.append(record)
+    summary = summarise_fleet(records, faults, 20.0, -3.0)
+    timeline = Timeline(faults, 20.0)
+    assert len(summary.devices) == len(records)
+    for i in (0, 65_535, 65_536, 131_071, 131_072, 139_999):
+        assert astuple(summary.devices.row(i)) == astuple(summarise_device(records[i], timeline))
