@@ -12,6 +12,7 @@ records the same way, in one process.
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -114,8 +115,7 @@ class DeviceColumns:
 
     def of_disrupted(self, times: array[float]) -> list[float | None]:
         """One column of times (`rto_s`, say) for the disrupted devices."""
-        disrupted = self.disrupted
-        return [_optional(times[i]) for i in range(len(disrupted)) if disrupted[i]]
+        return [_optional(t) for t in itertools.compress(times, self.disrupted)]
 
     def present(self, times: array[float]) -> list[float]:
         """One column of times for the devices that have one."""
