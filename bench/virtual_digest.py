@@ -4,10 +4,12 @@ Runs `bench/virtual_million.py`'s scenario (or `--scenario FILE`) at
 `--devices N` in virtual time and prints, besides the phases' wall times:
 - `records`: a SHA-256 of every device's record (each Connect's time, each
   connection's attempt, region, reason, start, first PUBACK and end, the
-  failures by kind, the message counts), in fleet order;
+  failures by kind, the message counts), in fleet order; a run hands the
+  parent only the shards' summaries, so this one asks for the records too
+  (`run_virtual(keep_records=True)`);
 - `report`: a SHA-256 of report.json's content (without the `simulator`
   block, which holds wall times) and of every per-device row of
-  devices.csv.
+  devices.csv, computed as in any run from the shards' summaries.
 Floats are hashed by `float.hex`, so a difference in the last bit shows.
 Two builds that print the same digests computed the same run.
 
