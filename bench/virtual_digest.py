@@ -4,10 +4,12 @@ Runs `bench/virtual_million.py`'s scenario (or `--scenario FILE`) at
 `--devices N` in virtual time and prints, besides the phases' wall times:
 - `records`: a SHA-256 of every device's record (each Connect's time, each
   connection's attempt, region, reason, start, first PUBACK and end, the
-  failures by kind, the message counts), in fleet order;
+  failures by kind, the message counts), in fleet order; a run hands the
+  parent only the shards' summaries, so this one asks for the records too
+  (`run_virtual(keep_records=True)`);
 - `report`: a SHA-256 of report.json's content (without the `simulator`
   block, which holds wall times) and of every per-device row of
-  devices.csv.
+  devices.csv, computed as in any run from the shards' summaries.
 Floats are hashed by `float.hex`, so a difference in the last bit shows.
 Two builds that print the same digests computed the same run.
 
@@ -32,7 +34,8 @@ from virtual_million import SCENARIO
 
 from iotdr.simulator.compiled_build import is_compiled, rerun_compiled
 from iotdr.simulator.device import DeviceRecord
-from iotdr.simulator.results import DeviceSummary, fleet_report
+from iotdr.simulator.device_summary import DeviceSummary
+from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import parse_scenario
 from iotdr.simulator.virtual_run import run_virtual
 from iotdr.simulator.virtual_world import TESTBED, without_testbed_limits
@@ -86,7 +89,7 @@ def main() -> None:
     scenario = scenario.with_devices(args.devices)
     model = replace(without_testbed_limits(TESTBED), cname_ttl_s=args.ttl)
     started = time.perf_counter()
-    facts = run_virtual(scenario, model=model, shards=args.shards)
+    facts = run_virtual(scenario, model=model, shards=args.shards, keep_records=True)
     simulated = time.perf_counter() - started
     report, rows = fleet_report(facts, scenario.criteria, scenario.name)
     reported = time.perf_counter() - started - simulated

@@ -45,6 +45,10 @@ from iotdr.simulator import virtual_fleet
 # one place; and the modules compiled in them.
 PACKAGES = ("agent", "simulator", "testbed", "cli", "cloud")
 COMPILED_SIMULATOR = (
+    "device.py",
+    "device_summary.py",
+    "draws.py",
+    "fleet_summary.py",
     "results.py",
     "virtual_clock.py",
     "virtual_device.py",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -12,14 +11,8 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from iotdr.simulator.results import (
-    DeviceSummary,
-    RunFacts,
-    attempts_per_second,
-    connected_over_time,
-)
-
-_STEP_S = 0.5
+from iotdr.simulator.fleet_summary import CONNECTED_STEP_S, DeviceColumns, FleetSummary
+from iotdr.simulator.results import RunFacts
 
 
 def _mark_faults(axes: Axes, facts: RunFacts) -> None:
@@ -39,15 +32,14 @@ def _mark_faults(axes: Axes, facts: RunFacts) -> None:
         )
 
 
-def plot_connected(path: Path, facts: RunFacts) -> None:
-    start = max(facts.connections_from, -30.0)
-    end = facts.duration_s
-    series = connected_over_time(facts.records, start, end, _STEP_S)
-    times = [start + i * _STEP_S for i in range(len(next(iter(series.values()), [])))]
+def plot_connected(path: Path, facts: RunFacts, summary: FleetSummary) -> None:
+    start = summary.connected_from
+    series = summary.connected
+    times = [start + i * CONNECTED_STEP_S for i in range(len(next(iter(series.values()), [])))]
     figure, axes = plt.subplots(figsize=(9, 4))
     for region, counts in series.items():
         axes.step(times, counts, where="post", label=region)
-    axes.axhline(len(facts.records), color="grey", linewidth=0.8, linestyle=":")
+    axes.axhline(len(summary.devices), color="grey", linewidth=0.8, linestyle=":")
     _mark_faults(axes, facts)
     axes.set_xlabel("seconds from t=0")
     axes.set_ylabel("devices connected")
@@ -58,9 +50,9 @@ def plot_connected(path: Path, facts: RunFacts) -> None:
     plt.close(figure)
 
 
-def plot_connects(path: Path, facts: RunFacts) -> None:
-    start = math.floor(max(facts.connections_from, -30.0))
-    attempts = attempts_per_second(facts.records, start, facts.duration_s)
+def plot_connects(path: Path, facts: RunFacts, summary: FleetSummary) -> None:
+    start = math.floor(summary.connected_from)
+    attempts = summary.attempts.since(start)
     seconds = [start + i for i in range(len(attempts))]
     figure, axes = plt.subplots(figsize=(9, 4))
     axes.bar(seconds, attempts, width=0.9, label="CONNECT attempts (devices)", color="tab:blue")
@@ -88,21 +80,21 @@ def plot_connects(path: Path, facts: RunFacts) -> None:
     plt.close(figure)
 
 
-def plot_rto_cdf(path: Path, devices: Sequence[DeviceSummary]) -> None:
+def plot_rto_cdf(path: Path, devices: DeviceColumns) -> None:
     figure, axes = plt.subplots(figsize=(9, 4))
-    disrupted = [d for d in devices if d.disrupted]
+    disrupted = sum(devices.disrupted)
     for label, values in (
-        ("first acknowledged publish (RTO)", [d.rto_s for d in disrupted]),
-        ("connected (CONNACK)", [d.connect_rto_s for d in disrupted]),
+        ("first acknowledged publish (RTO)", devices.of_disrupted(devices.rto_s)),
+        ("connected (CONNACK)", devices.of_disrupted(devices.connect_rto_s)),
     ):
         finite = sorted(v for v in values if v is not None)
         if finite:
-            fractions = [(i + 1) / len(disrupted) for i in range(len(finite))]
+            fractions = [(i + 1) / disrupted for i in range(len(finite))]
             axes.step(finite, fractions, where="post", label=label)
     axes.set_xlabel("seconds after the first fault")
     axes.set_ylabel("fraction of disrupted devices")
     axes.set_ylim(0, 1.02)
-    axes.set_title(f"Recovery of the {len(disrupted)} devices the first fault disrupted")
+    axes.set_title(f"Recovery of the {disrupted} devices the first fault disrupted")
     axes.grid(True, alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="lower right")
@@ -116,7 +108,7 @@ def plot_rto_cdf(path: Path, devices: Sequence[DeviceSummary]) -> None:
 PLOTS = ("connected.png", "connects.png", "rto_cdf.png")
 
 
-def write_plots(directory: Path, facts: RunFacts, devices: Sequence[DeviceSummary]) -> None:
-    plot_connected(directory / PLOTS[0], facts)
-    plot_connects(directory / PLOTS[1], facts)
-    plot_rto_cdf(directory / PLOTS[2], devices)
+def write_plots(directory: Path, facts: RunFacts, summary: FleetSummary) -> None:
+    plot_connected(directory / PLOTS[0], facts, summary)
+    plot_connects(directory / PLOTS[1], facts, summary)
+    plot_rto_cdf(directory / PLOTS[2], summary.devices)

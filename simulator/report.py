@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from iotdr.simulator.plots import write_plots
 from iotdr.simulator.report_files import write_csv, write_json
 from iotdr.simulator.report_html import write_html
-from iotdr.simulator.results import RunFacts, fleet_report
+from iotdr.simulator.results import RunFacts, fleet_report, fleet_summary
 from iotdr.simulator.scenario import Scenario
 
 
@@ -52,9 +52,11 @@ class WrittenReport:
 
 def write_report(directory: Path, scenario: Scenario, facts: RunFacts) -> WrittenReport:
     directory.mkdir(parents=True, exist_ok=True)
+    summary = fleet_summary(facts)
+    facts = replace(facts, summary=summary)  # made once, for the report and the plots
     report, devices = fleet_report(facts, scenario.criteria, scenario.name)
     write_json(directory / "report.json", report)
     write_csv(directory / "devices.csv", devices)
-    write_plots(directory, facts, devices)
+    write_plots(directory, facts, summary)
     write_html(directory / "report.html", report, directory)
     return WrittenReport(directory=directory, report=report)

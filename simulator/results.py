@@ -9,23 +9,29 @@ Definitions (the README repeats them for readers of report.json):
   Devices that never got there count as infinite (the percentile is null).
 - *Recovered*: connected to the right region at the end of the run.
 - A *flap*: a move to another region whose connection lasts less than
-  `flap_window_s`.
+  `FLAP_WINDOW_S`.
 - *Connect attempts*: Connect commands the devices' cores issued, per
   second of the run; *throttled*: CONNECTs the regions refused by quota.
+
+Each device's figures are `device_summary`'s; the report is computed from
+the fleet's `FleetSummary` (`fleet_summary`): the one a virtual run's
+shards made, else one made here from the records.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from iotdr.simulator.device import Connection, DeviceRecord
+from iotdr.simulator.device import DeviceRecord
+from iotdr.simulator.device_rows import DeviceRows
+from iotdr.simulator.device_summary import DeviceSummary
 from iotdr.simulator.expectations import Expectation
+from iotdr.simulator.fleet_summary import FleetSummary, summarise_fleet
 from iotdr.simulator.scenario import Criteria
-
-FLAP_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,11 @@ class Observed:
 
 @dataclass(frozen=True, slots=True)
 class RunFacts:
-    """Everything the runner measured, relative to t=0."""
+    """Everything the runner measured, relative to t=0.
+
+    `summary`, if given, is what `summarise_fleet` makes of the fleet's
+    records, and the report is computed from it; `records` may then be
+    empty (a large virtual run's parent never holds them)."""
 
     records: Sequence[DeviceRecord]
     duration_s: float
@@ -67,129 +77,49 @@ class RunFacts:
     region_seconds: Sequence[RegionSecond] = ()
     mode: str = "real"
     extra: Mapping[str, object] = field(default_factory=dict)
+    summary: FleetSummary | None = None
 
 
-@dataclass(slots=True)
-class DeviceSummary:
-    client_id: str
-    disrupted: bool
-    rto_s: float | None
-    connect_rto_s: float | None
-    failback_s: float | None
-    final_region: str | None
-    recovered: bool
-    connect_attempts: int
-    failed_connects: int
-    flaps: int
-    failbacks: int
-    produced: int
-    acknowledged: int
-    resent: int
+def fleet_summary(facts: RunFacts) -> FleetSummary:
+    """The run's summary: the one it came with, else made from its records."""
+    if facts.summary is not None:
+        return facts.summary
+    return summarise_fleet(facts.records, facts.faults, facts.duration_s, facts.connections_from)
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile; None when it falls on an infinite value."""
-    if not values:
+    return _nearest_rank(sorted(values), p)
+
+
+def _nearest_rank(ordered: Sequence[float], p: float) -> float | None:
+    """`percentile` of values already sorted (a fleet's RTOs are sorted once)."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     value = ordered[rank - 1]
     return None if math.isinf(value) else value
 
 
-def _region_at(connections: Sequence[Connection], t: float) -> str | None:
-    for connection in reversed(connections):
-        if connection.connected_at <= t and (
-            connection.ended_at is None or connection.ended_at > t
-        ):
-            return connection.region
-    return None
+def _ordered(values: Sequence[float | None]) -> list[float]:
+    """Sorted, a device that never got there last (infinite): what the
+    figures below read (a million RTOs are sorted once, not per figure)."""
+    return sorted([math.inf if v is None else v for v in values])
 
 
-def _first_in(
-    connections: Sequence[Connection], region: str | None, after: float
-) -> Connection | None:
-    for connection in connections:
-        if connection.region == region and connection.connected_at >= after:
-            return connection
-    return None
-
-
-def _flaps(connections: Sequence[Connection]) -> int:
-    flaps = 0
-    previous: str | None = None
-    for connection in connections:
-        moved = previous is not None and connection.region != previous
-        ended = connection.ended_at
-        if (
-            moved
-            and connection.connected_at >= 0
-            and ended is not None
-            and ended - connection.connected_at < FLAP_WINDOW_S
-        ):
-            flaps += 1
-        previous = connection.region
-    return flaps
-
-
-def summarise_device(record: DeviceRecord, facts: RunFacts) -> DeviceSummary:
-    connections = record.connections
-    end = facts.duration_s
-    initial = facts.faults[0]
-    first = facts.faults[1] if len(facts.faults) > 1 else None
-    disrupted = False
-    rto = connect_rto = None
-    if first is not None:
-        disrupted = _region_at(connections, first.since) != first.region
-        if disrupted:
-            arrived = _first_in(connections, first.region, first.since)
-            if arrived is not None:
-                connect_rto = arrived.connected_at - first.since
-                if arrived.first_ack_at is not None:
-                    rto = arrived.first_ack_at - first.since
-    failback = None
-    restored = next(
-        (e for e in facts.faults[2:] if e.region == initial.region and first is not None), None
-    )
-    if restored is not None:
-        back = _first_in(connections, initial.region, restored.since)
-        if back is not None:
-            failback = back.connected_at - restored.since
-    final = facts.faults[-1]
-    final_region = _region_at(connections, end)
-    return DeviceSummary(
-        client_id=record.client_id,
-        disrupted=disrupted,
-        rto_s=rto,
-        connect_rto_s=connect_rto,
-        failback_s=failback,
-        final_region=final_region,
-        recovered=final_region is not None and final_region == final.region,
-        connect_attempts=sum(1 for t in record.attempts if t >= 0),
-        failed_connects=sum(record.failures.values()),
-        flaps=_flaps(connections),
-        failbacks=sum(1 for c in connections if c.why == "failback"),
-        produced=record.produced,
-        acknowledged=record.acknowledged,
-        resent=record.resent,
-    )
-
-
-def _spread(values: Sequence[float | None]) -> dict[str, float | None]:
-    finite = [math.inf if v is None else v for v in values]
+def _spread(ordered: Sequence[float]) -> dict[str, float | None]:
     return {
-        "p50": percentile(finite, 50),
-        "p95": percentile(finite, 95),
-        "p99": percentile(finite, 99),
-        "max": percentile(finite, 100),
-        "count": len(finite),
-        "unrecovered": sum(1 for v in values if v is None),
+        "p50": _nearest_rank(ordered, 50),
+        "p95": _nearest_rank(ordered, 95),
+        "p99": _nearest_rank(ordered, 99),
+        "max": _nearest_rank(ordered, 100),
+        "count": len(ordered),
+        "unrecovered": len(ordered) - bisect.bisect_left(ordered, math.inf),
     }
 
 
-def _time_to_fraction(values: Sequence[float | None]) -> dict[str, float | None]:
-    finite = [math.inf if v is None else v for v in values]
-    return {f"{p:g}%": percentile(finite, p) for p in (50, 99, 100)}
+def _time_to_fraction(ordered: Sequence[float]) -> dict[str, float | None]:
+    return {f"{p:g}%": _nearest_rank(ordered, p) for p in (50, 99, 100)}
 
 
 def refusal_and_connack_gaps(
@@ -212,43 +142,6 @@ def refusal_and_connack_gaps(
         if any(t <= at for t in attempts)
     ]
     return refusals, connacks
-
-
-def attempts_per_second(records: Sequence[DeviceRecord], start: float, end: float) -> list[int]:
-    """Connect attempts in each second from `start` (floor) to `end`."""
-    first = math.floor(start)
-    bins = [0] * (max(0, math.ceil(end) - first) + 1)
-    for record in records:
-        for t in record.attempts:
-            index = math.floor(t) - first
-            if 0 <= index < len(bins):
-                bins[index] += 1
-    return bins
-
-
-def connected_over_time(
-    records: Sequence[DeviceRecord], start: float, end: float, step: float = 0.5
-) -> dict[str, list[int]]:
-    """Devices connected to each region, sampled every `step` seconds."""
-    changes: dict[str, list[tuple[float, int]]] = {}
-    for record in records:
-        for c in record.connections:
-            changes.setdefault(c.region, []).append((c.connected_at, 1))
-            if c.ended_at is not None:
-                changes.setdefault(c.region, []).append((c.ended_at, -1))
-    samples = max(1, math.floor((end - start) / step) + 1)
-    out: dict[str, list[int]] = {}
-    for region, deltas in sorted(changes.items()):
-        deltas.sort()
-        counts, level, i = [], 0, 0
-        for n in range(samples):
-            t = start + n * step
-            while i < len(deltas) and deltas[i][0] <= t:
-                level += deltas[i][1]
-                i += 1
-            counts.append(level)
-        out[region] = counts
-    return out
 
 
 def verdict(report: Mapping[str, object], criteria: Criteria) -> list[str]:
@@ -289,12 +182,13 @@ def verdict(report: Mapping[str, object], criteria: Criteria) -> list[str]:
 
 def fleet_report(
     facts: RunFacts, criteria: Criteria, scenario_name: str
-) -> tuple[dict[str, object], list[DeviceSummary]]:
+) -> tuple[dict[str, object], Sequence[DeviceSummary]]:
     """report.json's content and the per-device rows."""
-    devices = [summarise_device(r, facts) for r in facts.records]
-    disrupted = [d for d in devices if d.disrupted]
-    produced = sum(d.produced for d in devices)
-    acknowledged = sum(d.acknowledged for d in devices)
+    summary = fleet_summary(facts)
+    devices = summary.devices
+    disrupted = sum(devices.disrupted)
+    produced = sum(devices.produced)
+    acknowledged = sum(devices.acknowledged)
     lost_in_region = 0
     if facts.observed is not None:
         lost = max(0, produced - facts.observed.distinct)
@@ -307,30 +201,31 @@ def fleet_report(
         )
     else:
         lost, duplicated = produced - acknowledged, 0
-    attempts = attempts_per_second(facts.records, 0.0, facts.duration_s)
+    attempts = summary.attempts.since(0)
     throttled: int | None = None
     throttled_client: int | None = None
     if facts.region_seconds:
         in_run = [s for s in facts.region_seconds if 0 <= s.second <= facts.duration_s]
         throttled = sum(s.refused for s in in_run)
         throttled_client = sum(s.refused_client for s in in_run)
-    failbacks = [d.failback_s for d in devices if d.failback_s is not None]
+    failbacks = devices.present(devices.failback_s)
+    rto = _ordered(devices.of_disrupted(devices.rto_s))
     report: dict[str, object] = {
         "scenario": scenario_name,
         "mode": facts.mode,
         "devices": len(devices),
-        "disrupted": len(disrupted),
-        "rto_s": _spread([d.rto_s for d in disrupted]),
-        "connect_rto_s": _spread([d.connect_rto_s for d in disrupted]),
-        "time_to_recovered_s": _time_to_fraction([d.rto_s for d in disrupted]),
-        "recovered": (sum(1 for d in devices if d.recovered) / len(devices)) if devices else 0.0,
+        "disrupted": disrupted,
+        "rto_s": _spread(rto),
+        "connect_rto_s": _spread(_ordered(devices.of_disrupted(devices.connect_rto_s))),
+        "time_to_recovered_s": _time_to_fraction(rto),
+        "recovered": (sum(devices.recovered) / len(devices)) if len(devices) else 0.0,
         "messages": {
             "published": produced,
             "acknowledged": acknowledged,
             "lost": lost,
             "duplicated": duplicated,
             "lost_in_region": lost_in_region,
-            "resent": sum(d.resent for d in devices),
+            "resent": sum(devices.resent),
             "observed": facts.observed is not None,
         },
         "connect_attempts_peak_per_s": max(attempts, default=0),
@@ -338,9 +233,9 @@ def fleet_report(
         "quota_per_s": facts.quota_per_s,
         "throttled_connects": throttled,
         "throttled_by_client_id": throttled_client,
-        "flaps": sum(d.flaps for d in devices),
-        "failbacks": sum(d.failbacks for d in devices),
-        "failback_s": _spread(failbacks) if failbacks else None,
+        "flaps": sum(devices.flaps),
+        "failbacks": sum(devices.failbacks),
+        "failback_s": _spread(sorted(failbacks)) if failbacks else None,
         "faults": [
             {"at_s": round(e.since, 3), "fault": e.fault.describe(), "right_region": e.region}
             for e in facts.faults[1:]
@@ -352,4 +247,4 @@ def fleet_report(
     failed = verdict(report, criteria)
     report["verdict"] = "fail" if failed else "pass"
     report["failed_criteria"] = failed
-    return report, devices
+    return report, DeviceRows(devices)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -369,8 +369,9 @@ def device_settings(
 
 
 def for_device(settings: Settings, client_id: str, tls: TlsSettings) -> Settings:
-    """One device's settings: the fleet's, with its own identity."""
-    return replace(settings, client_id=client_id, tls=tls)
+    """One device's settings: the fleet's, with its own identity
+    (`Settings.with_identity` says why it is not `dataclasses.replace`)."""
+    return settings.with_identity(client_id, tls)
 
 
 def device_tls(certificates: Path, client_id: str) -> TlsSettings:

@@ -176,7 +176,9 @@ class VirtualFleet:
         self.queue = FleetQueue(n)
         # The shard's own draws (finish_records' ack latencies, in device order).
         self._rng = random.Random(scenario.seed * 1_000_003 + shard)
-        client_ids = scenario.fleet.client_ids(self.total)
+        # Only this shard's client ids (Fleet.client_ids would format the
+        # whole fleet's, in every shard).
+        client_id_format = scenario.fleet.client_id
         self.machines: list[Machine] = []
         self.devices: list[VirtualDevice] = []
         self.records: list[DeviceRecord] = []
@@ -184,7 +186,7 @@ class VirtualFleet:
         interval = scenario.fleet.publish_interval_s
         self.phase = array("d", [0.0]) * n
         for local, index in enumerate(self.indices):
-            client_id = client_ids[index]
+            client_id = client_id_format.format(index=index)
             device_settings = for_device(settings, client_id, PLACEHOLDER_TLS)
             core_seed, phase = device_draws(scenario.seed, index)
             self.phase[local] = phase * interval
@@ -196,7 +198,6 @@ class VirtualFleet:
             # observer, which virtual time has not: one shared empty set
             # instead of 216 bytes per device.
             self.records.append(DeviceRecord(client_id=client_id, acknowledged_sequences=_NONE))
-        del client_ids
         self.connected = 0
         limits = scenario.limits
         rate = None if limits is None else limits.account_connects_per_s

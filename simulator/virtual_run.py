@@ -28,10 +28,11 @@ from iotdr.agent.core.settings import Settings
 from iotdr.simulator.compiled_build import is_compiled
 from iotdr.simulator.device import DeviceRecord
 from iotdr.simulator.expectations import expectations
+from iotdr.simulator.fleet_summary import FleetSummary, merged, summarise_fleet
 from iotdr.simulator.results import RegionSecond, RunFacts
 from iotdr.simulator.scenario import Fault, Scenario, device_settings
 from iotdr.simulator.virtual_fleet import Regions, VirtualFleet
-from iotdr.simulator.virtual_telemetry import account
+from iotdr.simulator.virtual_telemetry import finished
 from iotdr.simulator.virtual_world import TESTBED, WorldModel
 from iotdr.testbed.topology import (
     CNAME_NAME,
@@ -68,7 +69,8 @@ def virtual_settings(scenario: Scenario) -> Settings:
 
 @dataclass(slots=True)
 class ShardResult:
-    records: list[DeviceRecord]
+    summary: FleetSummary  # the shard's devices, summarised for the report
+    records: list[DeviceRecord]  # only if asked for (`keep_records`)
     applied: list[tuple[float, Fault]]
     seconds: list[RegionSecond]
     t0: float
@@ -82,36 +84,30 @@ class ShardResult:
 
 def finish_records(fleet: VirtualFleet) -> list[DeviceRecord]:
     """Telemetry worked out per device, then every time shifted to t=0."""
-    scenario, model = fleet.scenario, fleet.model
+    for _ in finished_records(fleet):
+        pass
+    return fleet.records
+
+
+def finished_records(fleet: VirtualFleet) -> Iterator[DeviceRecord]:
+    """`finish_records`, one record at a time (virtual_telemetry.finished)."""
+    scenario = fleet.scenario
     assert fleet.t0 is not None and fleet.t_telemetry is not None
-    t0 = fleet.t0
-    end = t0 + scenario.duration_s + scenario.drain_s
+    t_telemetry = fleet.t_telemetry
     holes = {
         region.name: spans for region, spans in zip(fleet.regions, fleet.blackholes, strict=True)
     }
-    u = fleet._rng.random
-
-    def latency() -> float:
-        return model.first_ack_s.sample(u())
-
-    for local, record in enumerate(fleet.records):
-        account(
-            record,
-            first_tick=fleet.t_telemetry + fleet.phase[local],
-            interval_s=scenario.fleet.publish_interval_s,
-            stop=fleet.t_stop,
-            end=end,
-            blackholes=holes,
-            ack_latency=latency,
-        )
-        record.attempts = [t - t0 for t in record.attempts]
-        for c in record.connections:
-            c.connected_at -= t0
-            if c.first_ack_at is not None:
-                c.first_ack_at -= t0
-            if c.ended_at is not None:
-                c.ended_at -= t0
-    return fleet.records
+    return finished(
+        fleet.records,
+        [t_telemetry + phase for phase in fleet.phase],
+        t0=fleet.t0,
+        interval_s=scenario.fleet.publish_interval_s,
+        stop=fleet.t_stop,
+        end=fleet.t0 + scenario.duration_s + scenario.drain_s,
+        blackholes=holes,
+        first_ack=fleet.model.first_ack_s,
+        draw=fleet._rng.random,
+    )
 
 
 def _seconds(fleet: VirtualFleet) -> list[RegionSecond]:
@@ -145,9 +141,14 @@ def run_shard(  # noqa: PLR0917 - the shard's whole brief
     shards: int,
     agree: AgreeOnStart,
     on_progress: Callable[[VirtualFleet], None] | None = None,
+    *,
+    keep_records: bool = False,
 ) -> ShardResult:
     with _cyclic_gc_paused():
-        return _run_shard(scenario, model, shard, shards, agree, on_progress)
+        result, _fleet = _run_shard(
+            scenario, model, shard, shards, agree, on_progress, keep_records
+        )
+        return result
 
 
 @contextmanager
@@ -171,7 +172,10 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     shards: int,
     agree: AgreeOnStart,
     on_progress: Callable[[VirtualFleet], None] | None,
-) -> ShardResult:
+    keep_records: bool,
+) -> tuple[ShardResult, VirtualFleet]:
+    """The shard's result, and its fleet for a caller that would rather
+    not free it (`_child`)."""
     started = time.perf_counter()
     fleet = VirtualFleet(
         scenario,
@@ -187,11 +191,16 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     fleet.start_timeline(t_telemetry)
     fleet.finish(tick)
     simulated = time.perf_counter()
-    fleet.machines.clear()  # the cores are done: room for the records' transfer
-    records = finish_records(fleet)
+    # The cores stay: freeing them would cost more time (a second per
+    # 500,000) than the little memory the summary needs.
     assert fleet.t0 is not None
+    faults = expectations(fleet.applied, the_testbed_regions().role_to_region())
+    # Each record finished and summarised in one go, while it is in the cache.
+    summary = summarise_fleet(finished_records(fleet), faults, scenario.duration_s, -fleet.t0)
+    records = fleet.records
     result = ShardResult(
-        records=records,
+        summary=summary,
+        records=records if keep_records else [],
         applied=fleet.applied,
         seconds=_seconds(fleet),
         t0=fleet.t0,
@@ -202,31 +211,49 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
         phases_s={
             "build": round(built - started, 2),
             "simulate": round(simulated - built, 2),
-            "records": round(time.perf_counter() - simulated, 2),
+            "records": round(time.perf_counter() - simulated, 2),  # and the summary
         },
     )
-    return result
+    return result, fleet
+
+
+# What a shard process leaves to its end (below).
+_HELD_UNTIL_EXIT: list[object] = []
 
 
 def _child(  # noqa: PLR0917 - the shard's whole brief
-    scenario: Scenario, model: WorldModel, shard: int, shards: int, pipe: Pipe, out: str
+    scenario: Scenario,
+    model: WorldModel,
+    shard: int,
+    shards: int,
+    pipe: Pipe,
+    out: str,
+    keep_records: bool,
 ) -> None:
     def agree(mine: float) -> float:
         pipe.send(mine)
         agreed: float = pipe.recv()
         return agreed
 
-    result = run_shard(scenario, model, shard, shards, agree)
+    gc.disable()  # for good: the process ends with the shard (_cyclic_gc_paused)
+    result, fleet = _run_shard(scenario, model, shard, shards, agree, None, keep_records)
     with open(out, "wb") as file:
         pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
     pipe.send(out)
     pipe.close()
+    # A forked process ends in os._exit, which frees nothing one object at a
+    # time; dropped here, the fleet's millions of objects would be, for
+    # seconds at a million devices, while the parent waits.
+    _HELD_UNTIL_EXIT.append(fleet)
 
 
-def _run_sharded(scenario: Scenario, model: WorldModel, shards: int) -> list[ShardResult]:
-    """Runs the shards side by side. Each writes its result to a file and
-    exits before the parent reads any: the parent's records and the shards'
-    cores are never in memory at the same time."""
+def _run_sharded(
+    scenario: Scenario, model: WorldModel, shards: int, keep_records: bool
+) -> list[ShardResult]:
+    """Runs the shards side by side. Each summarises its own devices, writes
+    the summary (and its records, if kept) to a file and exits before the
+    parent reads any: what the parent reads and the shards' cores are never
+    in memory at the same time."""
     context = multiprocessing.get_context("fork")
     pipes: list[Pipe] = []
     processes = []
@@ -235,7 +262,7 @@ def _run_sharded(scenario: Scenario, model: WorldModel, shards: int) -> list[Sha
             parent, child = context.Pipe()
             out = os.path.join(scratch, f"shard-{shard}.pickle")
             process = context.Process(
-                target=_child, args=(scenario, model, shard, shards, child, out)
+                target=_child, args=(scenario, model, shard, shards, child, out, keep_records)
             )
             process.start()
             child.close()
@@ -266,15 +293,22 @@ def run_virtual(
     model: WorldModel = TESTBED,
     shards: int = 1,
     on_progress: Callable[[VirtualFleet], None] | None = None,
+    keep_records: bool = False,
 ) -> RunFacts:
-    """Runs `scenario` in virtual time; the facts a real run would give."""
+    """Runs `scenario` in virtual time; the facts a real run would give,
+    with the fleet's summary. The devices' records come too only with
+    `keep_records` (a million of them cost gigabytes and seconds to hand
+    over; the report needs only the summary)."""
     wall = time.perf_counter()
     shards = max(1, min(shards, scenario.fleet.devices))
-    with _cyclic_gc_paused():  # the shards' records, unpickled and merged, make no cycles either
+    with _cyclic_gc_paused():  # what the shards hand over makes no cycles either
         if shards == 1:
-            results = [run_shard(scenario, model, 0, 1, lambda t: t, on_progress)]
+            agree = lambda t: t  # noqa: E731 - one shard agrees with itself
+            results = [
+                run_shard(scenario, model, 0, 1, agree, on_progress, keep_records=keep_records)
+            ]
         else:
-            results = _run_sharded(scenario, model, shards)
+            results = _run_sharded(scenario, model, shards, keep_records)
         return merge(scenario, results, time.perf_counter() - wall)
 
 
@@ -285,7 +319,7 @@ def merge(scenario: Scenario, results: Sequence[ShardResult], wall_s: float) -> 
         records.extend(result.records)
     # Shards hold devices k, k+K, ...: back into fleet order.
     shards = len(results)
-    if shards > 1:
+    if shards > 1 and records:
         ordered: list[DeviceRecord | None] = [None] * len(records)
         for k, result in enumerate(results):
             ordered[k::shards] = result.records
@@ -328,4 +362,5 @@ def merge(scenario: Scenario, results: Sequence[ShardResult], wall_s: float) -> 
         region_seconds=seconds,
         mode="virtual",
         extra=extra,
+        summary=merged([r.summary for r in results]),
     )

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from iotdr.simulator.device import DeviceRecord
+from iotdr.simulator.device_summary import DeviceSummary
 from iotdr.simulator.expectations import expectations
 from iotdr.simulator.locust_run import free_port, locustfile, master_argv, worker_argv
-from iotdr.simulator.results import DeviceSummary, RunFacts, fleet_report
+from iotdr.simulator.results import RunFacts, fleet_report
 from iotdr.simulator.run import certificates_dir, connect_limits, fleet_tls_environment
 from iotdr.simulator.scenario import Criteria, Scenario, load_scenario
 from iotdr.testbed.pki import issue_client_certificates

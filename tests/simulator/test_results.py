@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from iotdr.simulator.device import Connection, DeviceRecord
+from iotdr.simulator.device_summary import FLAP_WINDOW_S
 from iotdr.simulator.expectations import expectations
 from iotdr.simulator.plots import PLOTS
 from iotdr.simulator.report import write_report
-from iotdr.simulator.results import FLAP_WINDOW_S, Observed, RunFacts, fleet_report, percentile
+from iotdr.simulator.results import Observed, RunFacts, fleet_report, percentile
 from iotdr.simulator.scenario import Criteria, Fault, parse_scenario
 
 ROLES = {"primary": "region-a", "secondary": "region-b"}

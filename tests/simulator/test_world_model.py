@@ -39,7 +39,7 @@ def test_a_refused_connect_is_noticed_sooner_than_a_connack() -> None:
     sc = load_scenario(ROOT / "bench" / "validation" / "blackhole.yaml").with_devices(200)
     assert sc.limits is not None
     sc = replace(sc, limits=replace(sc.limits, account_connects_per_s=4.0))
-    refusals, connacks = _refusals_and_connacks(list(run_virtual(sc).records))
+    refusals, connacks = _refusals_and_connacks(list(run_virtual(sc, keep_records=True).records))
     assert len(refusals) > 50 and len(connacks) >= 200
     to_broker = TESTBED.handshake_service_s + TESTBED.handshake_s.median
     assert abs(statistics.median(refusals) - to_broker) < 0.003
