@@ -28,6 +28,7 @@ from iotdr.simulator.compiled_build import is_compiled, rerun_compiled
 from iotdr.simulator.results import fleet_report
 from iotdr.simulator.scenario import parse_scenario
 from iotdr.simulator.virtual_run import run_virtual
+from iotdr.simulator.virtual_shards import default_shards
 from iotdr.simulator.virtual_world import TESTBED, without_testbed_limits
 
 SCENARIO = """
@@ -94,7 +95,9 @@ class TreeMemorySampler(threading.Thread):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=1_000_000)
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument(
+        "--shards", type=int, help="processes (default: virtual_shards.default_shards)"
+    )
     parser.add_argument("--ttl", type=float, default=60.0, help="CNAME TTL (s)")
     parser.add_argument(
         "--compiled", action="store_true", help="the core and engine compiled with mypyc"
@@ -107,7 +110,9 @@ def main() -> None:
     sampler = TreeMemorySampler()
     sampler.start()
     started = time.perf_counter()
-    facts = run_virtual(scenario, model=model, shards=args.shards)
+    quota = scenario.limits.account_connects_per_s if scenario.limits else None
+    shards = args.shards or default_shards(args.devices, quota)
+    facts = run_virtual(scenario, model=model, shards=shards)
     simulated = time.perf_counter() - started
     report, _ = fleet_report(facts, scenario.criteria, scenario.name)
     reported = time.perf_counter() - started - simulated
@@ -121,7 +126,7 @@ def main() -> None:
     print(f"devices                 {args.devices:,} in {sim['shards']} processes")
     print(f"core and engine         {'compiled (mypyc)' if sim['compiled'] else 'interpreted'}")
     print(f"virtual time            {facts.duration_s - facts.connections_from:.0f} s")
-    print(f"wall: simulate          {simulated:.1f} s (shard 0: {sim['phases_s']})")
+    print(f"wall: simulate          {simulated:.1f} s (summed over shards: {sim['phases_s']})")
     print(f"wall: report            {reported:.1f} s (results.fleet_report)")
     print(f"core events             {sim['core_events']:,} ({sim['core_events_per_s']:,}/s)")
     print(f"heap entries            {sim['heap_entries']:,}")

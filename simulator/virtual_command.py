@@ -8,7 +8,6 @@ written by the same code as a real run's.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -17,18 +16,13 @@ from iotdr.simulator.report import write_report
 from iotdr.simulator.scenario import Scenario
 from iotdr.simulator.virtual_fleet import VirtualFleet
 from iotdr.simulator.virtual_run import run_virtual
-
-# Below this a second process costs more than it saves.
-_DEVICES_PER_SHARD = 100_000
-
-
-def default_shards(devices: int) -> int:
-    return max(1, min(os.cpu_count() or 1, devices // _DEVICES_PER_SHARD))
+from iotdr.simulator.virtual_shards import ShardsProgress, default_shards
 
 
 def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
     """Runs and writes the report; True if the verdict is pass."""
-    shards = args.shards or default_shards(scenario.fleet.devices)
+    quota = scenario.limits.account_connects_per_s if scenario.limits else None
+    shards = args.shards or default_shards(scenario.fleet.devices, quota)
     with Progress(quiet=args.quiet) as progress:
         last = [0.0]
 
@@ -39,7 +33,7 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
             t0 = fleet.t0 if fleet.t0 is not None else fleet.queue.now
             progress.show(
                 Snapshot(
-                    phase="virtual time" + (f" (shard 1 of {shards})" if shards > 1 else ""),
+                    phase="virtual time",
                     t_s=fleet.queue.now - t0,
                     devices=len(fleet.machines),
                     connected={r.name: r.connected for r in fleet.regions},
@@ -50,7 +44,29 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
                 )
             )
 
-        facts = run_virtual(scenario, shards=shards, on_progress=None if args.quiet else show)
+        def show_shards(where: ShardsProgress) -> None:
+            if where.ramped < where.shards:
+                phase = f"virtual time: {where.ramped} of {where.shards} shards ramped up"
+            else:
+                phase = f"virtual time: {where.done} of {where.shards} shards done"
+            progress.show(
+                Snapshot(
+                    phase=phase,
+                    t_s=max(where.running_t_s, default=0.0),
+                    devices=scenario.fleet.devices,
+                    connected=where.connected,
+                    attempts_last_s=0,
+                    acknowledged=0,
+                    backlog=0,
+                )
+            )
+
+        facts = run_virtual(
+            scenario,
+            shards=shards,
+            on_progress=None if args.quiet else show,
+            on_shards=None if args.quiet else show_shards,
+        )
     report = write_report(Path(args.out), scenario, facts)
     print(report.summary())
     return report.passed

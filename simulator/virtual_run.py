@@ -12,16 +12,12 @@ records are merged for one report.
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import os
-import pickle
 import resource
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection as Pipe
+from functools import partial
 from typing import Any
 
 from iotdr.agent.core.settings import Settings
@@ -32,6 +28,7 @@ from iotdr.simulator.fleet_summary import FleetSummary, merged, summarise_fleet
 from iotdr.simulator.results import RegionSecond, RunFacts
 from iotdr.simulator.scenario import Fault, Scenario, device_settings
 from iotdr.simulator.virtual_fleet import Regions, VirtualFleet
+from iotdr.simulator.virtual_shards import ShardsProgress, run_sharded
 from iotdr.simulator.virtual_telemetry import finished
 from iotdr.simulator.virtual_world import TESTBED, WorldModel
 from iotdr.testbed.topology import (
@@ -175,7 +172,7 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     keep_records: bool,
 ) -> tuple[ShardResult, VirtualFleet]:
     """The shard's result, and its fleet for a caller that would rather
-    not free it (`_child`)."""
+    not free it (a shard process: virtual_shards)."""
     started = time.perf_counter()
     fleet = VirtualFleet(
         scenario,
@@ -187,7 +184,10 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
     )
     built = time.perf_counter()
     tick = (lambda: on_progress(fleet)) if on_progress is not None else None
-    t_telemetry = agree(fleet.ramp_up(tick))
+    ramped = fleet.ramp_up(tick)
+    waiting = time.perf_counter()
+    t_telemetry = agree(ramped)
+    waited = time.perf_counter() - waiting  # for the other shards' ramp-ups
     fleet.start_timeline(t_telemetry)
     fleet.finish(tick)
     simulated = time.perf_counter()
@@ -210,81 +210,12 @@ def _run_shard(  # noqa: PLR0917 - the shard's whole brief
         max_rss_mb=_rss_mb(),
         phases_s={
             "build": round(built - started, 2),
-            "simulate": round(simulated - built, 2),
+            "simulate": round(simulated - built - waited, 2),
+            "wait": round(waited, 2),
             "records": round(time.perf_counter() - simulated, 2),  # and the summary
         },
     )
     return result, fleet
-
-
-# What a shard process leaves to its end (below).
-_HELD_UNTIL_EXIT: list[object] = []
-
-
-def _child(  # noqa: PLR0917 - the shard's whole brief
-    scenario: Scenario,
-    model: WorldModel,
-    shard: int,
-    shards: int,
-    pipe: Pipe,
-    out: str,
-    keep_records: bool,
-) -> None:
-    def agree(mine: float) -> float:
-        pipe.send(mine)
-        agreed: float = pipe.recv()
-        return agreed
-
-    gc.disable()  # for good: the process ends with the shard (_cyclic_gc_paused)
-    result, fleet = _run_shard(scenario, model, shard, shards, agree, None, keep_records)
-    with open(out, "wb") as file:
-        pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.send(out)
-    pipe.close()
-    # A forked process ends in os._exit, which frees nothing one object at a
-    # time; dropped here, the fleet's millions of objects would be, for
-    # seconds at a million devices, while the parent waits.
-    _HELD_UNTIL_EXIT.append(fleet)
-
-
-def _run_sharded(
-    scenario: Scenario, model: WorldModel, shards: int, keep_records: bool
-) -> list[ShardResult]:
-    """Runs the shards side by side. Each summarises its own devices, writes
-    the summary (and its records, if kept) to a file and exits before the
-    parent reads any: what the parent reads and the shards' cores are never
-    in memory at the same time."""
-    context = multiprocessing.get_context("fork")
-    pipes: list[Pipe] = []
-    processes = []
-    with tempfile.TemporaryDirectory(prefix="iotdr-virtual-") as scratch:
-        for shard in range(shards):
-            parent, child = context.Pipe()
-            out = os.path.join(scratch, f"shard-{shard}.pickle")
-            process = context.Process(
-                target=_child, args=(scenario, model, shard, shards, child, out, keep_records)
-            )
-            process.start()
-            child.close()
-            pipes.append(parent)
-            processes.append(process)
-        try:
-            starts = [pipe.recv() for pipe in pipes]
-            for pipe in pipes:
-                pipe.send(max(starts))
-            files: list[str] = [pipe.recv() for pipe in pipes]
-            for process in processes:
-                process.join()
-        finally:
-            for process in processes:
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-        results: list[ShardResult] = []
-        for name in files:
-            with open(name, "rb") as file:
-                results.append(pickle.load(file))  # our own shard wrote it
-    return results
 
 
 def run_virtual(
@@ -293,12 +224,17 @@ def run_virtual(
     model: WorldModel = TESTBED,
     shards: int = 1,
     on_progress: Callable[[VirtualFleet], None] | None = None,
+    on_shards: Callable[[ShardsProgress], None] | None = None,
     keep_records: bool = False,
+    running: int | None = None,
 ) -> RunFacts:
     """Runs `scenario` in virtual time; the facts a real run would give,
     with the fleet's summary. The devices' records come too only with
     `keep_records` (a million of them cost gigabytes and seconds to hand
-    over; the report needs only the summary)."""
+    over; the report needs only the summary). More than one shard run as
+    processes (virtual_shards), at most `running` at a time (default: one
+    per CPU); `on_shards` hears how they stand, `on_progress` (one shard
+    only) sees the fleet itself."""
     wall = time.perf_counter()
     shards = max(1, min(shards, scenario.fleet.devices))
     with _cyclic_gc_paused():  # what the shards hand over makes no cycles either
@@ -308,7 +244,10 @@ def run_virtual(
                 run_shard(scenario, model, 0, 1, agree, on_progress, keep_records=keep_records)
             ]
         else:
-            results = _run_sharded(scenario, model, shards, keep_records)
+            shard = partial(_run_shard, keep_records=keep_records)
+            regions = the_testbed_regions()
+            names = [regions.primary, regions.secondary]
+            results = run_sharded(shard, scenario, model, shards, names, on_shards, running)
         return merge(scenario, results, time.perf_counter() - wall)
 
 
@@ -349,7 +288,12 @@ def merge(scenario: Scenario, results: Sequence[ShardResult], wall_s: float) -> 
             "core_events_per_s": round(events / wall_s) if wall_s > 0 else None,
             "max_rss_mb_per_shard": max(r.max_rss_mb for r in results),
             "dns_queries": sum(r.dns_queries for r in results),
-            "phases_s": first.phases_s,
+            # Each phase's seconds, added up over the shards (the wait for
+            # the others' ramp-ups included): where a run's time went.
+            "phases_s": {
+                phase: round(sum(r.phases_s.get(phase, 0.0) for r in results), 2)
+                for phase in first.phases_s
+            },
         }
     }
     return RunFacts(
