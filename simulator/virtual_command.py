@@ -52,7 +52,7 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
             progress.show(
                 Snapshot(
                     phase=phase,
-                    t_s=max(where.running_t_s, default=0.0),
+                    t_s=where.t_s,
                     devices=scenario.fleet.devices,
                     connected=where.connected,
                     attempts_last_s=0,

@@ -73,7 +73,7 @@ class ShardsProgress:
     shards: int
     ramped: int  # shards through their ramp-up
     done: int
-    running_t_s: list[float] = field(default_factory=list)  # each running shard's time from t=0
+    t_s: float = 0.0  # the furthest shard's virtual time from t=0
     connected: dict[str, int] = field(default_factory=dict)  # by region, the shards' latest
 
 
@@ -100,8 +100,8 @@ class _Board:
 
     def read(self) -> ShardsProgress:
         stages = [self.values[k * _BOARD_FIELDS] for k in range(self.shards)]
-        running = [
-            self.values[k * _BOARD_FIELDS + 1] for k in range(self.shards) if stages[k] == _RUNNING
+        at = [
+            self.values[k * _BOARD_FIELDS + 1] for k in range(self.shards) if stages[k] >= _RUNNING
         ]
         connected = {
             region: round(sum(self.values[k * _BOARD_FIELDS + 2 + i] for k in range(self.shards)))
@@ -111,7 +111,7 @@ class _Board:
             shards=self.shards,
             ramped=sum(1 for s in stages if s >= _WAITING),
             done=sum(1 for s in stages if s == _DONE),
-            running_t_s=running,
+            t_s=max(at, default=0.0),
             connected=connected,
         )
 
