@@ -47,9 +47,8 @@ capped backoff. Rules that hold in every state:
 
 from __future__ import annotations
 
-import enum
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Final
 
 from iotdr.agent.core.backoff import CoreRng, Rng, backoff_delay, core_rng
@@ -92,24 +91,33 @@ from iotdr.agent.core.events import (
     TimerName,
 )
 from iotdr.agent.core.failures import FailureKind
+from iotdr.agent.core.machine_state import (
+    NO_HISTORY,
+    Attempt,
+    Counters,
+    DnsMoves,
+    DnsView,
+    History,
+    Prober,
+    Round,
+    Snapshot,
+    State,
+)
 from iotdr.agent.core.settings import Settings
 from iotdr.agent.core.text import Text
 from iotdr.agent.core.topology import Topology
 
-
-class State(enum.Enum):
-    IDLE = "idle"
-    RESOLVING = "resolving"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    WAITING = "waiting"
-    STOPPED = "stopped"
-
-    # Members are singletons, so a hash by identity serves as well as
-    # Enum's hash of the name, and runs in C: the core and the virtual
-    # engine look members up in tables on every event.
-    __hash__ = object.__hash__
-
+# What other modules take from here (the state records live in machine_state).
+__all__ = [
+    "ANY_STATE",
+    "ROWS",
+    "TRANSITIONS",
+    "DnsView",
+    "History",
+    "Machine",
+    "Snapshot",
+    "State",
+]
 
 # Loss kinds after which the endpoint just lost is tried last, not first:
 # its path is dead (timeouts) or retrying soon cannot help (TLS, auth).
@@ -156,156 +164,6 @@ def _rows() -> dict[State, dict[type[Event], str]]:
 
 # Final: compiled (mypyc), read as C statics, not looked up by name per event.
 ROWS: Final = _rows()
-
-
-# The classes below write their `__init__` out, as events do, so that mypyc
-# compiles it: a generated one stays interpreted, and every device builds
-# these (events.py says what that costs; test_written_inits.py checks them).
-
-
-@dataclass(slots=True, kw_only=True, init=False)
-class DnsView:
-    """What the agent last learnt from DNS, for status and decisions."""
-
-    target: str | None = None
-    ttl: float | None = None
-    txt: str | None = None
-    answered_at: float | None = None
-    rejected: int = 0
-    failures: int = 0
-
-    def __init__(
-        self,
-        *,
-        target: str | None = None,
-        ttl: float | None = None,
-        txt: str | None = None,
-        answered_at: float | None = None,
-        rejected: int = 0,
-        failures: int = 0,
-    ) -> None:
-        self.target = target
-        self.ttl = ttl
-        self.txt = txt
-        self.answered_at = answered_at
-        self.rejected = rejected
-        self.failures = failures
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Snapshot:
-    """Status as the core sees it (monotonic times; the daemon converts)."""
-
-    state: State
-    endpoint: Endpoint | None
-    role: Role
-    preferred: Endpoint | None
-    since: float | None
-    failovers: int
-    failbacks: int
-    last_failover_s: float | None
-    stability_window_s: float
-    dns: DnsView
-    last_error: str | None
-
-    @property
-    def connected(self) -> bool:
-        return self.state is State.CONNECTED
-
-
-@dataclass(slots=True, init=False)
-class _Prober:
-    """Failback probing state."""
-
-    active: bool
-    pending_id: int | None
-    healthy_since: float | None
-    window_s: float
-    last_failback_at: float | None
-    spread_s: float  # this device's share of the fleet's failback spread
-
-    def __init__(self, window_s: float) -> None:
-        self.active = False
-        self.pending_id = None
-        self.healthy_since = None
-        self.window_s = window_s
-        self.last_failback_at = None
-        self.spread_s = 0.0
-
-
-@dataclass(slots=True, init=False)
-class _DnsMoves:
-    """Damping of CNAME moves (the DNS counterpart of `_Prober`)."""
-
-    hold_s: float
-    last_change_at: float | None  # when DNS last named a new target
-    last_move_at: float | None  # when the agent last followed one
-    check_id: int | None  # probe of the new target before leaving
-    check_target: Endpoint | None
-    spread_until: float | None  # this device's share of the fleet's move spread
-
-    def __init__(self, hold_s: float) -> None:
-        self.hold_s = hold_s
-        self.last_change_at = None
-        self.last_move_at = None
-        self.check_id = None
-        self.check_target = None
-        self.spread_until = None
-
-
-@dataclass(slots=True, init=False)
-class _Attempt:
-    id: int
-    endpoint: Endpoint
-    why: Why
-
-    def __init__(self, id: int, endpoint: Endpoint, why: Why) -> None:
-        self.id = id
-        self.endpoint = endpoint
-        self.why = why
-
-
-@dataclass(slots=True, init=False)
-class _Counters:
-    failovers: int
-    failbacks: int
-    last_failover_s: float | None
-
-    def __init__(self, failovers: int, failbacks: int, last_failover_s: float | None) -> None:
-        self.failovers = failovers
-        self.failbacks = failbacks
-        self.last_failover_s = last_failover_s
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class History:
-    """Counters that outlive a restart (the daemon keeps them in state_dir),
-    so status tells the whole story."""
-
-    failovers: int = 0
-    failbacks: int = 0
-    last_failover_s: float | None = None
-
-
-_NO_HISTORY: Final = History()
-
-
-@dataclass(slots=True, init=False)
-class _Round:
-    """Endpoints still to try before backing off, and what is scheduled next."""
-
-    remaining: list[Endpoint]
-    failed_rounds: int
-    scheduled: _Attempt | None  # next attempt once the RECONNECT timer fires
-    # Made on the first JITR retry: most rounds have none, and an empty
-    # dict per device is 64 MB in a fleet of a million.
-    jitr_tries: dict[Endpoint, int] | None
-
-    def __init__(self) -> None:
-        self.remaining = []
-        self.failed_rounds = 0
-        self.scheduled = None
-        self.jitr_tries = None
 
 
 # A fleet's devices hear the same answers: worked out once for them all.
@@ -381,18 +239,18 @@ class Machine:
         self._row = ROWS[State.IDLE]  # the table's row for `state`
         self._out: list[Command] | None = None  # while handling an event
         self._next_id = 0
-        self._attempt: _Attempt | None = None  # in flight or established
+        self._attempt: Attempt | None = None  # in flight or established
         self._last_connected: Endpoint | None = None
         self._since: float | None = None
         # Upper bound on when the last MQTT CONNECT may have been sent.
         self._connect_sent_by: float | None = None
         self._interrupted_at: float | None = None
-        self._round = _Round()
-        self._prober = _Prober(window_s=settings.failback.stability_window_s)
-        self._dns_moves = _DnsMoves(hold_s=settings.dns.move_hold_s)
+        self._round = Round()
+        self._prober = Prober(window_s=settings.failback.stability_window_s)
+        self._dns_moves = DnsMoves(hold_s=settings.dns.move_hold_s)
         self._dns = DnsView()
-        past = history or _NO_HISTORY
-        self._counters = _Counters(past.failovers, past.failbacks, past.last_failover_s)
+        past = history or NO_HISTORY
+        self._counters = Counters(past.failovers, past.failbacks, past.last_failover_s)
         self._heartbeat_seq = 0
         self._last_error: Text | None = None
 
@@ -510,7 +368,7 @@ class Machine:
         self._round.scheduled = None
         if spread:
             first = self._round.remaining.pop(0)
-            self._schedule(now, _Attempt(id=0, endpoint=first, why=why), now + self._spread())
+            self._schedule(now, Attempt(id=0, endpoint=first, why=why), now + self._spread())
         else:
             self._try_next(now, why)
 
@@ -536,9 +394,9 @@ class Machine:
                 delay,
             ),
         )
-        self._schedule(now, _Attempt(id=0, endpoint=candidates[0], why=Why.RECONNECT), now + delay)
+        self._schedule(now, Attempt(id=0, endpoint=candidates[0], why=Why.RECONNECT), now + delay)
 
-    def _schedule(self, now: float, attempt: _Attempt, at: float) -> None:
+    def _schedule(self, now: float, attempt: Attempt, at: float) -> None:
         self._set_state(State.WAITING, now)
         self._round.scheduled = attempt
         self._emit(ArmTimer(timer=TimerName.RECONNECT, at=at))
@@ -548,10 +406,10 @@ class Machine:
         if self._connect_sent_by is not None:
             earliest = self._connect_sent_by + self.settings.connection.min_connect_interval_s
             if earliest > now:
-                self._schedule(now, _Attempt(id=0, endpoint=endpoint, why=why), earliest)
+                self._schedule(now, Attempt(id=0, endpoint=endpoint, why=why), earliest)
                 return
         self._next_id += 1
-        self._attempt = _Attempt(id=self._next_id, endpoint=endpoint, why=why)
+        self._attempt = Attempt(id=self._next_id, endpoint=endpoint, why=why)
         self._round.scheduled = None
         self._set_state(State.CONNECTING, now)
         deadline = now + self.settings.connection.attempt_timeout_s
@@ -623,7 +481,7 @@ class Machine:
         self._connect_sent_by = now
         self._emit(CancelTimer(timer=TimerName.ATTEMPT))
         self._set_state(State.CONNECTED, now)
-        self._round = _Round()
+        self._round = Round()
         self._last_error = None
         moved = self._last_connected is not None and self._last_connected != attempt.endpoint
         took = None if self._interrupted_at is None else now - self._interrupted_at
@@ -675,7 +533,7 @@ class Machine:
         )
         self._try_next(now, Why.FAILOVER)
 
-    def _retry_jitr(self, now: float, attempt: _Attempt) -> bool:
+    def _retry_jitr(self, now: float, attempt: Attempt) -> bool:
         """Stay with an endpoint whose JITR is activating our certificate."""
         delays = self.settings.jitr.retry_delays_s
         jitr_tries = self._round.jitr_tries
@@ -694,7 +552,7 @@ class Machine:
                 delays[tries],
             ),
         )
-        retry = _Attempt(id=0, endpoint=attempt.endpoint, why=Why.JITR_RETRY)
+        retry = Attempt(id=0, endpoint=attempt.endpoint, why=Why.JITR_RETRY)
         earliest = now + delays[tries]
         if self._connect_sent_by is not None:
             earliest = max(

@@ -9,7 +9,7 @@ from dataclasses import MISSING, FrozenInstanceError, fields, replace
 
 import pytest
 
-from iotdr.agent.core import commands, events, machine, topology
+from iotdr.agent.core import commands, events, machine_state, topology
 from iotdr.agent.core.endpoints import Endpoint, RegionRoles
 from iotdr.agent.core.settings import Settings, TlsSettings
 from tests.agent.world import make_settings
@@ -51,7 +51,7 @@ def test_init_takes_the_fields_and_sets_them(cls: type) -> None:
 
 # The core's own state, which every device builds: the same rule. Some
 # take only what varies and start the rest as the dataclass would.
-STATE = [machine.DnsView, topology.Topology]
+STATE = [machine_state.DnsView, topology.Topology]
 # Values a class works on (a Topology orders its endpoints when built).
 STATE_VALUES: dict[type, dict[str, object]] = {
     topology.Topology: {
@@ -62,11 +62,11 @@ STATE_VALUES: dict[type, dict[str, object]] = {
     }
 }
 STATE_FROM_ARGS: dict[type, dict[str, object]] = {
-    machine._Prober: {"window_s": 3.0},
-    machine._DnsMoves: {"hold_s": 3.0},
-    machine._Attempt: {"id": 1, "endpoint": object(), "why": object()},
-    machine._Counters: {"failovers": 1, "failbacks": 2, "last_failover_s": 3.0},
-    machine._Round: {},
+    machine_state.Prober: {"window_s": 3.0},
+    machine_state.DnsMoves: {"hold_s": 3.0},
+    machine_state.Attempt: {"id": 1, "endpoint": object(), "why": object()},
+    machine_state.Counters: {"failovers": 1, "failbacks": 2, "last_failover_s": 3.0},
+    machine_state.Round: {},
 }
 
 
