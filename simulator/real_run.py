@@ -193,6 +193,7 @@ class RealRun:
         finally:
             ticker.cancel()
             lag_task.cancel()
+            fleet.prober.close()
             if observer is not None and observer.poll() is None:
                 observer.kill()
         return RunFacts(
