@@ -20,7 +20,7 @@ its own draws from the world's latencies) and read the world only where
 it stays put between faults. Only a few touch what devices share: a
 CONNECT meeting the region's account quota (`ARRIVE`, `PROBE_ARRIVE`), a
 query of the fleet's caching resolver (`DNS_ASK`), the testbed's queue
-of TLS handshakes (`HANDSHAKE`, `PROBE_HANDSHAKE`). So a grouped run
+of TLS handshakes (`HANDSHAKE`, `PROBE_HANDSHAKE`, `TLS_PROBE`). So a grouped run
 (the default) works through one device's entries until the next one that
 touches something shared, which waits until it is first in the global
 order; faults (and the ramp-up's polls) are barriers everything reaches
@@ -113,6 +113,7 @@ PROBE_ARRIVE: Final = 8
 DNS_ASK: Final = 9
 HANDSHAKE: Final = 10
 PROBE_HANDSHAKE: Final = 11
+TLS_PROBE: Final = 12
 WORLD_SALT: Final = 0x5DEECE66D1B3A7F5  # a device's world draws: its core seed, salted
 
 FAILURES: Final[tuple[FailureKind, ...]] = tuple(FailureKind)
@@ -352,6 +353,8 @@ class VirtualFleet:
             self._handshake(at, seq, device, a, b)
         elif kind == PROBE_HANDSHAKE:
             self._probe_handshake(at, seq, device, a, b)
+        elif kind == TLS_PROBE:
+            self._tls_probe(at, seq, device, a, b)
 
     def _feed(self, device: int, event: Event) -> None:
         self.events += 1
@@ -584,6 +587,8 @@ class VirtualFleet:
             queue.push(device, now + self._probe_timeout_s, PROBE, probe_id, packed + code)
         elif command.depth is ProbeDepth.TCP:
             queue.push(device, now + model.probe_tcp_s, PROBE, probe_id, packed)
+        elif command.depth is ProbeDepth.TLS and model.probe_tls_service_s > 0:
+            queue.push(device, now, TLS_PROBE, probe_id, packed)  # the testbed's TLS: in turn
         elif command.depth is ProbeDepth.TLS:  # the JITR gate completes TLS too
             queue.push(device, now + model.probe_tls_s, PROBE, probe_id, packed)
         elif model.handshake_service_s > 0:  # MQTT, in turn for the testbed's TLS throughput
@@ -595,6 +600,14 @@ class VirtualFleet:
         self, at: float, _seq: int, device: int, probe_id: int, packed: int
     ) -> None:
         self.queue.push(device, self._handshake_done(at, device), PROBE_ARRIVE, probe_id, packed)
+
+    def _tls_probe(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
+        """A TLS probe of a live region on the testbed: its handshake waits
+        for the testbed's TLS throughput, which CONNECTs share
+        (WorldModel.probe_tls_service_s), then takes what it takes alone."""
+        begin = max(at, self._handshakes_free_at)
+        self._handshakes_free_at = begin + self.model.probe_tls_service_s
+        self.queue.push(device, begin + self.model.probe_tls_s, PROBE, probe_id, packed)
 
     def _probe_arrive(self, at: float, _seq: int, device: int, probe_id: int, packed: int) -> None:
         region = self.regions[self._endpoint_region[packed // 16]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import heapq
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -429,3 +430,23 @@ def test_advice_refuses_a_scenario_without_faults(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "timeline" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tls_probes_on_the_testbed_wait_for_its_tls_throughput() -> None:
+    """On the testbed a TLS probe is a handshake with the regions' brokers
+    on the machine's two cores, in turn with every other one: a CNAME move
+    makes every device probe the new region each second, and when the
+    throughput is scarce those probes, and so the moves, come later. Against
+    AWS IoT (no such limit) nothing waits."""
+    sc = scenario("cname-moved", 200)
+
+    def rto_p50(model: WorldModel) -> float:
+        report, _ = fleet_report(run_virtual(sc, model=model), sc.criteria, sc.name)
+        rto = report["rto_s"]
+        assert isinstance(rto, dict)
+        return math.inf if rto["p50"] is None else float(rto["p50"])  # None: never
+
+    unlimited = rto_p50(replace(TESTBED, probe_tls_service_s=0.0))
+    assert unlimited < 10.0
+    assert rto_p50(replace(TESTBED, probe_tls_service_s=0.02)) > unlimited + 1.0  # 50 a second
+    assert without_testbed_limits(TESTBED).probe_tls_service_s == 0.0
