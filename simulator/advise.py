@@ -17,13 +17,21 @@ own timescales (backoff, JITR retries, the one-second CONNECT spacing),
 the fleet behaves as a fluid and the sample's percentiles are the fleet's.
 The README gives the check of that scaling. Against AWS IoT, the world
 model has no handshake throughput limit (only the testbed's machine has).
+
+The trials are independent runs: `--jobs` of them (default one per CPU)
+run at once, each a forked process with one shard, so the sample keeps
+its whole scaled quota in one token bucket (sharding a trial would split
+it, virtual_shards).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -109,16 +117,31 @@ def best(trials: list[Trial], devices: int) -> Trial:
     return min(calm or trials, key=p99)
 
 
-def advise(scenario: Scenario, devices: int, quota: float, sample: int) -> list[Trial]:
+def _trials(
+    sc: Scenario, settings: list[tuple[float, float]], devices: int, jobs: int
+) -> list[Trial]:
+    """A trial for each (spread, backoff.max_s), in that order, `jobs` at once."""
+    if jobs <= 1 or len(settings) <= 1:
+        return [trial(sc, spread, backoff, devices) for spread, backoff in settings]
+    # fork: the children inherit the modules already loaded (the compiled
+    # build among them) and the scenario, rather than importing them again.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(settings)), mp_context=context) as pool:
+        runs = [pool.submit(trial, sc, spread, backoff, devices) for spread, backoff in settings]
+        return [run.result() for run in runs]
+
+
+def advise(
+    scenario: Scenario, devices: int, quota: float, sample: int, jobs: int = 1
+) -> list[Trial]:
     sc = fleet_for_advice(scenario, devices, quota, sample)
     drain_s = devices / quota
     spreads = sorted({round(max(0.5, f * drain_s), 2) for f in SPREAD_FACTORS})
     backoff_default = 60.0
-    trials = [trial(sc, s, backoff_default, devices) for s in spreads]
+    trials = _trials(sc, [(s, backoff_default) for s in spreads], devices, jobs)
     chosen = best(trials, devices)
-    for backoff_max in (15.0, 30.0, 120.0):
-        trials.append(trial(sc, chosen.spread_s, backoff_max, devices))
-    return trials
+    backoffs = [(chosen.spread_s, b) for b in (15.0, 30.0, 120.0)]
+    return trials + _trials(sc, backoffs, devices, jobs)
 
 
 def plot(trials: list[Trial], path: Path, devices: int, quota: float) -> None:
@@ -147,11 +170,11 @@ def run_advise(args: argparse.Namespace) -> int:
         return 2
     try:
         scenario = load_scenario(Path(args.scenario))
-        if args.devices < 1 or args.quota <= 0 or args.sample < 10:
+        if args.devices < 1 or args.quota <= 0 or args.sample < 10 or args.jobs < 1:
             raise ConfigError(
-                "advise", "--devices/--quota/--sample", "must be positive (sample >= 10)"
+                "advise", "--devices/--quota/--sample/--jobs", "must be positive (sample >= 10)"
             )
-        trials = advise(scenario, args.devices, args.quota, args.sample)
+        trials = advise(scenario, args.devices, args.quota, args.sample, args.jobs)
     except ConfigError as exc:
         print(f"iotdr simulate advise: {exc}", file=sys.stderr)
         return 2
@@ -188,6 +211,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--quota", type=float, required=True, help="account CONNECT/s")
     parser.add_argument(
         "--sample", type=int, default=1000, help="devices simulated (default 1000; see README)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="trials run at once, each in its own process (default: one per CPU)",
     )
     parser.add_argument("--plot", help="PNG of RTO p99 and throttled CONNECTs against the spread")
     add_compiled_option(parser)

@@ -21,6 +21,7 @@ import pytest
 from iotdr.agent.core.commands import ArmTimer, CancelTimer
 from iotdr.agent.core.events import ConnectSucceeded, Event, TimerFired, TimerName
 from iotdr.agent.core.machine import Machine
+from iotdr.simulator.advise import advise
 from iotdr.simulator.device import Device, DeviceRecord
 from iotdr.simulator.draws import device_seed
 from iotdr.simulator.results import fleet_report
@@ -418,6 +419,13 @@ def test_advice_picks_a_spread_without_a_throttled_storm(tmp_path: Path) -> None
     storm = next(line for line in done.stdout.splitlines() if line.split()[0] == "0.5")
     assert int(storm.split()[4]) > throttled  # a fleet in lock step is throttled
     assert plot.stat().st_size > 1000
+
+
+def test_advice_trials_run_at_once_give_the_same_figures_as_in_turn() -> None:
+    """Trials are independent, seeded runs: forked and run two at a time
+    they give exactly what they give one after another."""
+    sc = load_scenario(SCENARIOS / "region-hard-down.yaml")
+    assert advise(sc, 300, 100.0, 100, jobs=2) == advise(sc, 300, 100.0, 100, jobs=1)
 
 
 def test_advice_refuses_a_scenario_without_faults(tmp_path: Path) -> None:
