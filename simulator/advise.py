@@ -117,7 +117,7 @@ def best(trials: list[Trial], devices: int) -> Trial:
     return min(calm or trials, key=p99)
 
 
-def _trials(
+def trials_at(
     sc: Scenario, settings: list[tuple[float, float]], devices: int, jobs: int
 ) -> list[Trial]:
     """A trial for each (spread, backoff.max_s), in that order, `jobs` at once."""
@@ -138,10 +138,10 @@ def advise(
     drain_s = devices / quota
     spreads = sorted({round(max(0.5, f * drain_s), 2) for f in SPREAD_FACTORS})
     backoff_default = 60.0
-    trials = _trials(sc, [(s, backoff_default) for s in spreads], devices, jobs)
+    trials = trials_at(sc, [(s, backoff_default) for s in spreads], devices, jobs)
     chosen = best(trials, devices)
     backoffs = [(chosen.spread_s, b) for b in (15.0, 30.0, 120.0)]
-    return trials + _trials(sc, backoffs, devices, jobs)
+    return trials + trials_at(sc, backoffs, devices, jobs)
 
 
 def plot(trials: list[Trial], path: Path, devices: int, quota: float) -> None:
