@@ -17,9 +17,11 @@ class Snapshot:
     t_s: float
     devices: int
     connected: Mapping[str, int]
-    attempts_last_s: int
-    acknowledged: int
-    backlog: int
+    # None: not known while the run goes on (a virtual run accounts its
+    # telemetry at the end, virtual_telemetry), shown as such, not as 0.
+    attempts_last_s: int | None
+    acknowledged: int | None
+    backlog: int | None
     faults: list[str] = field(default_factory=list)
 
 
@@ -59,9 +61,10 @@ class Progress:
             f"{snapshot.t_s:7.1f}",
             str(snapshot.devices),
             *(str(snapshot.connected[r]) for r in sorted(snapshot.connected)),
-            str(snapshot.attempts_last_s),
-            str(snapshot.acknowledged),
-            str(snapshot.backlog),
+            *(
+                _shown(n)
+                for n in (snapshot.attempts_last_s, snapshot.acknowledged, snapshot.backlog)
+            ),
         )
         if snapshot.faults:
             table.caption = "faults: " + "; ".join(snapshot.faults[-4:])
@@ -70,3 +73,7 @@ class Progress:
     def say(self, line: str) -> None:
         if not self._quiet:
             self._console.print(line)
+
+
+def _shown(count: int | None) -> str:
+    return "-" if count is None else str(count)

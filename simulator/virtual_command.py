@@ -37,9 +37,9 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
                     t_s=fleet.queue.now - t0,
                     devices=len(fleet.machines),
                     connected={r.name: r.connected for r in fleet.regions},
-                    attempts_last_s=0,
-                    acknowledged=0,
-                    backlog=0,
+                    attempts_last_s=None,
+                    acknowledged=None,
+                    backlog=None,
                     faults=[f"{at:.1f}s {f.describe()}" for at, f in fleet.applied],
                 )
             )
@@ -55,9 +55,9 @@ def run_virtual_command(args: argparse.Namespace, scenario: Scenario) -> bool:
                     t_s=where.t_s,
                     devices=scenario.fleet.devices,
                     connected=where.connected,
-                    attempts_last_s=0,
-                    acknowledged=0,
-                    backlog=0,
+                    attempts_last_s=None,
+                    acknowledged=None,
+                    backlog=None,
                 )
             )
 
