@@ -11,6 +11,7 @@ import gc
 import heapq
 import json
 import math
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -21,7 +22,8 @@ import pytest
 from iotdr.agent.core.commands import ArmTimer, CancelTimer
 from iotdr.agent.core.events import ConnectSucceeded, Event, TimerFired, TimerName
 from iotdr.agent.core.machine import Machine
-from iotdr.simulator.advise import advise
+from iotdr.simulator import advise as advise_module
+from iotdr.simulator.advise import Trial, advise
 from iotdr.simulator.device import Device, DeviceRecord
 from iotdr.simulator.draws import device_seed
 from iotdr.simulator.results import fleet_report
@@ -421,11 +423,30 @@ def test_advice_picks_a_spread_without_a_throttled_storm(tmp_path: Path) -> None
     assert plot.stat().st_size > 1000
 
 
-def test_advice_trials_run_at_once_give_the_same_figures_as_in_turn() -> None:
+_TRIAL = advise_module.trial
+_TRIAL_PIDS = Path("/nonexistent")  # set by the test: where each trial writes its process id
+
+
+def _recording_trial(sc: Scenario, spread_s: float, backoff_max_s: float, devices: int) -> Trial:
+    with _TRIAL_PIDS.open("a") as pids:
+        pids.write(f"{os.getpid()}\n")
+    return _TRIAL(sc, spread_s, backoff_max_s, devices)
+
+
+def test_advice_trials_run_at_once_give_the_same_figures_as_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Trials are independent, seeded runs: forked and run two at a time
-    they give exactly what they give one after another."""
+    (in processes other than this one) they give exactly what they
+    give one after another."""
     sc = load_scenario(SCENARIOS / "region-hard-down.yaml")
-    assert advise(sc, 300, 100.0, 100, jobs=2) == advise(sc, 300, 100.0, 100, jobs=1)
+    pids = tmp_path / "pids"
+    monkeypatch.setattr(sys.modules[__name__], "_TRIAL_PIDS", pids)
+    monkeypatch.setattr(advise_module, "trial", _recording_trial)
+    at_once = advise(sc, 300, 100.0, 100, jobs=2)
+    workers = set(pids.read_text().split())
+    assert len(workers) >= 2 and str(os.getpid()) not in workers  # a pool per phase
+    assert at_once == advise(sc, 300, 100.0, 100, jobs=1)
 
 
 def test_advice_refuses_a_scenario_without_faults(tmp_path: Path) -> None:
